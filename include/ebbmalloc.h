@@ -1,0 +1,85 @@
+/* ebbmalloc: a malloc for Linux that gives freed memory back to the OS,
+ * after the kernel's free page reporting.
+ *
+ * Besides the standard allocation functions (malloc, free, calloc, realloc,
+ * posix_memalign, aligned_alloc, malloc_usable_size, malloc_trim, mallinfo2,
+ * malloc_stats, operator new/delete ...), the library exports the functions
+ * below. They are C functions usable from C and C++. */
+#ifndef EBBMALLOC_H
+#define EBBMALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EBB_STATS_VERSION 1
+#define EBB_NUM_ORDERS 14 /* buddy orders 0 (4 KiB) .. 13 (32 MiB) */
+
+/* Filled by ebb_stats(). Byte figures are a consistent-enough snapshot
+ * taken without stopping other threads. */
+typedef struct ebb_stats {
+  uint32_t version;    /* EBB_STATS_VERSION */
+  uint32_t num_orders; /* EBB_NUM_ORDERS */
+  uint64_t mapped_bytes;        /* heap committed + huge mappings + metadata */
+  uint64_t resident_bytes;      /* estimate: mapped minus free memory known not resident */
+  uint64_t live_bytes;          /* handed to the program (size-class/page rounded) */
+  uint64_t free_warm_bytes;     /* free in the page heap, still resident */
+  uint64_t free_reported_bytes; /* free in the page heap, given back (or never touched) */
+  uint64_t cached_bytes;        /* free objects in thread caches and partly used slabs */
+  uint64_t huge_bytes;          /* objects in their own mappings */
+  uint64_t metadata_bytes;      /* descriptors in use, slab headers, thread caches */
+  uint64_t free_blocks[EBB_NUM_ORDERS];     /* free blocks per order */
+  uint64_t reported_blocks[EBB_NUM_ORDERS]; /* of those, fully reported */
+  uint64_t reporter_passes;    /* passes over the free lists */
+  uint64_t reporter_wakeups;   /* times the reporter thread woke to work */
+  uint64_t reported_blocks_total; /* blocks isolated and reported */
+  uint64_t reported_bytes_total;  /* bytes given back with madvise */
+  uint64_t madvise_calls;
+  uint64_t madvise_failures;
+  uint64_t reported_fallbacks;      /* allocations that had to use reported memory */
+  uint64_t reported_fallback_bytes; /* bytes of reported memory handed out */
+  uint64_t cache_drains;            /* idle thread caches drained by the reporter */
+  uint64_t thread_caches;           /* live thread caches */
+  uint64_t reporter_thread_running; /* 1 if the reporter thread exists */
+} ebb_stats_t;
+
+/* The active options (read from EBBMALLOC_* at start-up). */
+typedef struct ebb_options {
+  int reporter;           /* EBBMALLOC_REPORTER (1) */
+  uint32_t delay_ms;      /* EBBMALLOC_DELAY_MS (200) */
+  uint32_t cold_ms;       /* EBBMALLOC_COLD_MS (1000) */
+  uint32_t report_order;  /* EBBMALLOC_REPORT_ORDER (0 = 4 KiB) */
+  uint32_t batch;         /* EBBMALLOC_BATCH (32) */
+  int madvise_free;       /* EBBMALLOC_MADVISE=free (0: dontneed) */
+  int stats;              /* EBBMALLOC_STATS: 0 off, 1 text, 2 json */
+  int verbose;            /* EBBMALLOC_VERBOSE (0) */
+  uint32_t reserve_gb;    /* EBBMALLOC_RESERVE_GB (64) */
+  int split_warm;         /* EBBMALLOC_SPLIT_WARM (1) */
+  uint32_t report_mark_kb; /* EBBMALLOC_REPORT_MARK_KB (1024) */
+  int check;              /* EBBMALLOC_CHECK (0; debug builds) */
+} ebb_options_t;
+
+/* Fills *out (out->version must not be read before). Returns 0, or -1 if
+ * out is NULL. */
+int ebb_stats(ebb_stats_t* out);
+/* Prints the statistics to file descriptor fd: text, or one JSON object. */
+void ebb_print_stats(int fd, int json);
+/* Reports all free memory to the OS now, whatever its age, after draining
+ * thread caches. Returns the bytes given back. */
+size_t ebb_report_now(void);
+/* "ebbmalloc X.Y.Z" */
+const char* ebb_version(void);
+/* The options in force. */
+const ebb_options_t* ebb_options(void);
+/* Walks every heap invariant (free lists, boundaries, counts, page
+ * ownership). Returns the number of problems found (0 = consistent) and
+ * prints the first ones to stderr. */
+unsigned ebb_check_heap(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EBBMALLOC_H */

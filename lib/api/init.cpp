@@ -1,0 +1,116 @@
+// Process life: first-use initialisation, the library constructor and
+// destructor, and the fork handlers.
+#include <pthread.h>
+
+#include "api/options.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "front/globals.h"
+#include "front/large.h"
+#include "front/thread_cache.h"
+#include "ebbmalloc.h"
+
+namespace ebb {
+
+constinit FastGlobals g_fast;
+constinit Globals g;
+
+namespace {
+
+void notify_reporter() { g.reporter.request(); }
+
+void prefork() {
+  if (!initialized()) return;
+  g.reporter.prefork();
+  thread_cache_prefork();
+  for (unsigned c = 1; c <= kNumClasses; ++c) g.bins[c].lock.lock();
+  g.slab_pool.lock().lock();
+  g.heap.lock().lock();
+  huge_prefork();
+}
+
+void postfork_parent() {
+  if (!initialized()) return;
+  huge_postfork_parent();
+  g.heap.lock().unlock();
+  g.slab_pool.lock().unlock();
+  for (unsigned c = kNumClasses; c >= 1; --c) g.bins[c].lock.unlock();
+  thread_cache_postfork_parent();
+  g.reporter.postfork_parent();
+}
+
+void postfork_child() {
+  if (!initialized()) return;
+  huge_postfork_child();
+  g.heap.lock().reset_after_fork();
+  g.slab_pool.lock().reset_after_fork();
+  for (unsigned c = 1; c <= kNumClasses; ++c) g.bins[c].lock.reset_after_fork();
+  thread_cache_postfork_child();
+  g.reporter.postfork_child();
+}
+
+bool do_init() {
+  parse_options(&g.opts);
+  g.zero_reported = !g.opts.madv_free;
+  const uint64_t mark_pages = (uint64_t{g.opts.report_mark_kb} * 1024) >> kPageShift;
+  if (!g.heap.init(size_t{g.opts.reserve_gb} << 30, g.opts.report_order, mark_pages ? mark_pages : 1,
+                   &notify_reporter)) {
+    log_line("cannot reserve address space for the heap; allocations will fail");
+    return false;
+  }
+  g.heap.buddy().set_split_warm_first(g.opts.split_warm);
+  g.reporter.init(&g.heap, &g.opts);
+  g.reporter.set_cache_hook(&drain_idle_caches);
+  thread_cache_global_init();
+  g_fast.page_class = g.heap.region().page_class();
+  g_fast.reserved = g.heap.region().reserved_bytes();
+  g_fast.base = reinterpret_cast<uintptr_t>(g.heap.region().base());
+  if (g.opts.verbose) {
+    OutBuf o(2);
+    o.str("ebbmalloc: ").str(ebb_version()).str(" heap ").ptr(g.heap.region().base()).str(" reserved ");
+    o.bytes(g.heap.region().reserved_bytes()).str(", reporter ").str(g.opts.reporter ? "on" : "off");
+    o.str(", cold ").u64(g.opts.cold_ms).str(" ms, report order ").u64(g.opts.report_order).chr('\n');
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ensure_init() {
+  uint32_t s = g.init_state.load(std::memory_order_acquire);
+  if (EBB_LIKELY(s == 2)) return true;
+  if (s == 0 && g.init_state.compare_exchange_strong(s, 1, std::memory_order_acq_rel)) {
+    const bool ok = do_init();
+    g.init_state.store(ok ? 2 : 3, std::memory_order_release);
+    return ok;
+  }
+  // Another thread is initialising: wait for it.
+  while ((s = g.init_state.load(std::memory_order_acquire)) == 1) __builtin_ia32_pause();
+  return s == 2;
+}
+
+void debug_check_heap_locked() {
+#ifdef EBB_DEBUG
+  if (!g.opts.check) return;
+  if (g.heap.buddy().check(true) != 0) fatal("heap invariant check failed (see above)");
+#endif
+}
+
+}  // namespace ebb
+
+using namespace ebb;
+
+// Runs before main() (and before constructors of libraries loaded later).
+// Thread creation waits for this point: pthread_create may allocate, and
+// inside the dynamic loader it is not safe.
+__attribute__((constructor(101))) static void ebb_constructor() {
+  if (!ensure_init()) return;
+  pthread_atfork(&prefork, &postfork_parent, &postfork_child);
+  g.reporter.allow_thread_start();
+  g.reporter.maybe_start_thread();
+}
+
+__attribute__((destructor)) static void ebb_destructor() {
+  if (!initialized() || g.opts.stats == StatsMode::kOff) return;
+  ebb_print_stats(2, g.opts.stats == StatsMode::kJson);
+}

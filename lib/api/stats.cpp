@@ -1,0 +1,179 @@
+// The public extension API: statistics, report-now, version, options and the
+// heap checker (include/ebbmalloc.h).
+#include <cstring>
+
+#include "common/log.h"
+#include "ebbmalloc.h"
+#include "front/globals.h"
+#include "front/large.h"
+#include "front/thread_cache.h"
+
+using namespace ebb;
+
+namespace {
+
+constinit ebb_options_t g_public_options{};
+
+void fill(ebb_stats_t* s) {
+  memset(s, 0, sizeof(*s));
+  s->version = EBB_STATS_VERSION;
+  s->num_orders = EBB_NUM_ORDERS;
+  if (!initialized()) return;
+  uint64_t slab_bytes, slab_free, slabs, huge_bytes, huge_count, ncaches;
+  const uint64_t cached = thread_cache_bytes(&ncaches);
+  central_totals(&slab_bytes, &slab_free, &slabs);
+  huge_totals(&huge_bytes, &huge_count);
+  uint64_t frontier, free_pages, reported_pages, isolated;
+  {
+    LockGuard h(g.heap.lock());
+    const BuddyCounts& c = g.heap.buddy().counts();
+    for (unsigned o = 0; o < kNumOrders; ++o) {
+      s->free_blocks[o] = c.nr_free[o];
+      s->reported_blocks[o] = c.nr_reported[o];
+    }
+    frontier = g.heap.region().frontier();
+    free_pages = c.free_pages;
+    reported_pages = c.reported_pages;
+    isolated = c.isolated_pages;
+    s->reported_fallbacks = g.heap.fallbacks();
+    s->reported_fallback_bytes = g.heap.fallback_pages() << kPageShift;
+  }
+  const uint64_t heap_bytes = frontier << kPageShift;
+  const uint64_t meta = (frontier * (sizeof(PageDesc) + 1)) + g.slab_pool.mapped_bytes();
+  s->mapped_bytes = heap_bytes + huge_bytes + meta;
+  s->free_warm_bytes = (free_pages - reported_pages + isolated) << kPageShift;
+  s->free_reported_bytes = reported_pages << kPageShift;
+  s->cached_bytes = cached + slab_free;
+  s->huge_bytes = huge_bytes;
+  s->metadata_bytes = meta;
+  const uint64_t used_pages_bytes = heap_bytes - ((free_pages + isolated) << kPageShift);
+  // In use = large blocks + slabs; live = that minus free objects held in
+  // slabs and caches.
+  const uint64_t in_use = used_pages_bytes + huge_bytes;
+  s->live_bytes = in_use > s->cached_bytes ? in_use - s->cached_bytes : 0;
+  s->resident_bytes = s->mapped_bytes - s->free_reported_bytes;
+  const ReporterStats& r = g.reporter.stats();
+  s->reporter_passes = r.passes.load(std::memory_order_relaxed);
+  s->reporter_wakeups = r.wakeups.load(std::memory_order_relaxed);
+  s->reported_blocks_total = r.blocks.load(std::memory_order_relaxed);
+  s->reported_bytes_total = r.bytes.load(std::memory_order_relaxed);
+  s->madvise_calls = r.madvise_calls.load(std::memory_order_relaxed);
+  s->madvise_failures = r.madvise_failures.load(std::memory_order_relaxed);
+  s->cache_drains = r.cache_drains.load(std::memory_order_relaxed);
+  s->thread_caches = ncaches;
+  s->reporter_thread_running = g.reporter.thread_running() ? 1 : 0;
+}
+
+void field(OutBuf& o, const char* name, uint64_t v, bool json, bool first = false) {
+  if (json) {
+    o.str(first ? "\"" : ",\"").str(name).str("\":").u64(v);
+  } else {
+    o.str("  ").str(name).str(": ").u64(v).chr('\n');
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+EBB_EXPORT int ebb_stats(ebb_stats_t* out) {
+  if (!out) return -1;
+  fill(out);
+  return 0;
+}
+
+EBB_EXPORT void ebb_print_stats(int fd, int json) {
+  ebb_stats_t s;
+  fill(&s);
+  OutBuf o(fd);
+  if (json) {
+    o.str("{");
+    field(o, "version", s.version, true, true);
+    field(o, "mapped_bytes", s.mapped_bytes, true);
+    field(o, "resident_bytes", s.resident_bytes, true);
+    field(o, "live_bytes", s.live_bytes, true);
+    field(o, "free_warm_bytes", s.free_warm_bytes, true);
+    field(o, "free_reported_bytes", s.free_reported_bytes, true);
+    field(o, "cached_bytes", s.cached_bytes, true);
+    field(o, "huge_bytes", s.huge_bytes, true);
+    field(o, "metadata_bytes", s.metadata_bytes, true);
+    o.str(",\"free_blocks\":[");
+    for (unsigned i = 0; i < EBB_NUM_ORDERS; ++i) o.str(i ? "," : "").u64(s.free_blocks[i]);
+    o.str("],\"reported_blocks\":[");
+    for (unsigned i = 0; i < EBB_NUM_ORDERS; ++i) o.str(i ? "," : "").u64(s.reported_blocks[i]);
+    o.str("]");
+    field(o, "reporter_passes", s.reporter_passes, true);
+    field(o, "reporter_wakeups", s.reporter_wakeups, true);
+    field(o, "reported_blocks_total", s.reported_blocks_total, true);
+    field(o, "reported_bytes_total", s.reported_bytes_total, true);
+    field(o, "madvise_calls", s.madvise_calls, true);
+    field(o, "madvise_failures", s.madvise_failures, true);
+    field(o, "reported_fallbacks", s.reported_fallbacks, true);
+    field(o, "reported_fallback_bytes", s.reported_fallback_bytes, true);
+    field(o, "cache_drains", s.cache_drains, true);
+    field(o, "thread_caches", s.thread_caches, true);
+    field(o, "reporter_thread_running", s.reporter_thread_running, true);
+    o.str("}\n");
+    return;
+  }
+  o.str("ebbmalloc statistics (").str(ebb_version()).str(")\n");
+  o.str("  mapped        ").pad(12).bytes(s.mapped_bytes).chr('\n');
+  o.str("  resident~     ").pad(12).bytes(s.resident_bytes).chr('\n');
+  o.str("  live          ").pad(12).bytes(s.live_bytes).chr('\n');
+  o.str("  free warm     ").pad(12).bytes(s.free_warm_bytes).chr('\n');
+  o.str("  free reported ").pad(12).bytes(s.free_reported_bytes).chr('\n');
+  o.str("  cached        ").pad(12).bytes(s.cached_bytes).chr('\n');
+  o.str("  huge          ").pad(12).bytes(s.huge_bytes).chr('\n');
+  o.str("  metadata      ").pad(12).bytes(s.metadata_bytes).chr('\n');
+  o.str("  order  block-size   free  reported\n");
+  for (unsigned i = 0; i < EBB_NUM_ORDERS; ++i) {
+    if (!s.free_blocks[i]) continue;
+    o.str("  ").pad(5).u64(i).str("  ").pad(10).bytes(uint64_t{4096} << i).pad(7).u64(s.free_blocks[i]);
+    o.pad(10).u64(s.reported_blocks[i]).chr('\n');
+  }
+  field(o, "reporter passes", s.reporter_passes, false);
+  field(o, "reporter wakeups", s.reporter_wakeups, false);
+  field(o, "blocks reported", s.reported_blocks_total, false);
+  o.str("  bytes reported: ").bytes(s.reported_bytes_total).chr('\n');
+  field(o, "madvise calls", s.madvise_calls, false);
+  field(o, "madvise failures", s.madvise_failures, false);
+  field(o, "fallbacks to reported memory", s.reported_fallbacks, false);
+  o.str("  reported memory reused: ").bytes(s.reported_fallback_bytes).chr('\n');
+  field(o, "idle caches drained", s.cache_drains, false);
+  field(o, "thread caches", s.thread_caches, false);
+}
+
+EBB_EXPORT size_t ebb_report_now(void) {
+  if (!ensure_init()) return 0;
+  thread_cache_flush_mine();
+  return static_cast<size_t>(g.reporter.report_all());
+}
+
+EBB_EXPORT const char* ebb_version(void) { return "ebbmalloc 0.1.0"; }
+
+EBB_EXPORT const ebb_options_t* ebb_options(void) {
+  ensure_init();
+  const Options& o = g.opts;
+  ebb_options_t& p = g_public_options;
+  p.reporter = o.reporter;
+  p.delay_ms = o.delay_ms;
+  p.cold_ms = o.cold_ms;
+  p.report_order = o.report_order;
+  p.batch = o.batch;
+  p.madvise_free = o.madv_free;
+  p.stats = static_cast<int>(o.stats);
+  p.verbose = o.verbose;
+  p.reserve_gb = o.reserve_gb;
+  p.split_warm = o.split_warm;
+  p.report_mark_kb = o.report_mark_kb;
+  p.check = o.check;
+  return &p;
+}
+
+EBB_EXPORT unsigned ebb_check_heap(void) {
+  if (!ensure_init()) return 0;
+  LockGuard h(g.heap.lock());
+  return g.heap.buddy().check(true);
+}
+
+}  // extern "C"

@@ -1,0 +1,337 @@
+#include "buddy/buddy.h"
+
+#include "common/check.h"
+#include "common/log.h"
+
+namespace ebb {
+
+void Buddy::init(PageDesc* descs, const uint32_t* frontier, unsigned report_order,
+                 uint64_t mark_pages, NotifyFn notify) {
+  descs_ = descs;
+  frontier_ = frontier;
+  report_order_ = report_order;
+  mark_pages_ = mark_pages;
+  notify_ = notify;
+  for (auto& a : area_) a = Area{};
+  c_ = BuddyCounts{};
+  warm_reportable_ = 0;
+}
+
+// ---- list primitives: the boundary is maintained here and only here -------
+
+void Buddy::account(uint32_t i, unsigned o, int sign) {
+  const uint64_t n = pages(o), rep = d(i).nrep;
+  if (sign > 0) {
+    c_.nr_free[o]++;
+    if (rep == n) c_.nr_reported[o]++;
+    c_.free_pages += n;
+    c_.reported_pages += rep;
+    if (o >= report_order_) warm_reportable_ += n - rep;
+  } else {
+    c_.nr_free[o]--;
+    if (rep == n) c_.nr_reported[o]--;
+    c_.free_pages -= n;
+    c_.reported_pages -= rep;
+    if (o >= report_order_) warm_reportable_ -= n - rep;
+  }
+}
+
+void Buddy::list_add_warm(uint32_t i, unsigned o) {
+  // Warm blocks go to the head: newest first, so the run is ordered by the
+  // time blocks became free and the coldest sit just before the boundary.
+  Area& a = area_[o];
+  d(i).link.prev = kNil;
+  d(i).link.next = a.head;
+  if (a.head != kNil) d(a.head).link.prev = i;
+  else a.tail = i;
+  a.head = i;
+  account(i, o, +1);
+  if (o >= report_order_ && warm_reportable_ >= mark_pages_ && notify_) notify_();
+}
+
+void Buddy::list_add_reported(uint32_t i, unsigned o) {
+  // Reported blocks go behind the boundary, at the tail.
+  Area& a = area_[o];
+  d(i).link.next = kNil;
+  d(i).link.prev = a.tail;
+  if (a.tail != kNil) d(a.tail).link.next = i;
+  else a.head = i;
+  a.tail = i;
+  if (a.boundary == kNil) a.boundary = i;
+  account(i, o, +1);
+}
+
+void Buddy::list_del(uint32_t i, unsigned o) {
+  Area& a = area_[o];
+  const uint32_t n = d(i).link.next, p = d(i).link.prev;
+  if (a.boundary == i) a.boundary = n;  // the next block, if any, is reported too
+  if (p != kNil) d(p).link.next = n;
+  else a.head = n;
+  if (n != kNil) d(n).link.prev = p;
+  else a.tail = p;
+  account(i, o, -1);
+}
+
+void Buddy::insert(uint32_t i, unsigned o, uint32_t nrep, uint64_t stamp) {
+  PageDesc& h = d(i);
+  h.kind = PageKind::kFreeHead;
+  h.order = static_cast<uint8_t>(o);
+  h.nrep = nrep;
+  h.stamp = stamp;
+  if (nrep == pages(o)) list_add_reported(i, o);
+  else list_add_warm(i, o);
+}
+
+// ---- allocation ------------------------------------------------------------
+
+void Buddy::split(Block* b, unsigned target, uint64_t now) {
+  while (b->order > target) {
+    const unsigned o = --b->order;
+    const uint32_t upper = b->idx + pages(o);
+    uint32_t up_rep;
+    if (b->nrep == 0) up_rep = 0;
+    else if (b->nrep == 2 * pages(o)) up_rep = pages(o);
+    else up_rep = count_reported(upper, pages(o));
+    b->nrep -= up_rep;
+    // The remainder keeps its residency; as a warm block it is stamped now so
+    // the warm run stays ordered (it may be reported cold_ms later than the
+    // exact time it became free: a small, safe delay).
+    insert(upper, o, up_rep, now);
+  }
+}
+
+bool Buddy::alloc(unsigned order, uint64_t now, Block* out) {
+  EBB_ASSERT(order <= kMaxOrder);
+  unsigned found = kNumOrders;
+  bool warm = false;
+  for (unsigned o = order; o <= kMaxOrder; ++o) {
+    if (has_warm(o)) {
+      found = o;
+      warm = true;
+      break;
+    }
+    // Optionally take a reported exact-or-smaller-larger fit before
+    // splitting a warm block of a higher order.
+    if (!split_warm_first_ && area_[o].boundary != kNil) {
+      found = o;
+      break;
+    }
+  }
+  if (found == kNumOrders) {
+    for (unsigned o = order; o <= kMaxOrder; ++o) {
+      if (area_[o].boundary != kNil) {
+        found = o;
+        break;
+      }
+    }
+    if (found == kNumOrders) return false;
+  }
+  const uint32_t i = warm ? area_[found].head : area_[found].boundary;
+  list_del(i, found);
+  out->idx = i;
+  out->order = found;
+  out->nrep = d(i).nrep;
+  split(out, order, now);
+  d(i).kind = PageKind::kFreeTail;  // the caller marks it as in use
+  return true;
+}
+
+// ---- freeing ---------------------------------------------------------------
+
+void Buddy::free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t now) {
+  EBB_ASSERT((idx & (pages(order) - 1)) == 0);
+  while (order < kMaxOrder) {
+    const uint32_t b = idx ^ pages(order);
+    if (b >= *frontier_) break;
+    const PageDesc& bd = d(b);
+    if (bd.kind != PageKind::kFreeHead || bd.order != order) break;
+    list_del(b, order);
+    nrep += bd.nrep;
+    // The higher of the two heads becomes an interior page.
+    d(idx > b ? idx : b).kind = PageKind::kFreeTail;
+    if (b < idx) idx = b;
+    ++order;
+  }
+  insert(idx, order, nrep, now);
+}
+
+void Buddy::free_range(uint32_t idx, uint32_t npages, bool count_bits, uint64_t now) {
+  while (npages > 0) {
+    unsigned o = idx ? static_cast<unsigned>(__builtin_ctz(idx)) : kMaxOrder;
+    const unsigned fit = log2_floor(npages);
+    if (o > fit) o = fit;
+    if (o > kMaxOrder) o = kMaxOrder;
+    const uint32_t rep = count_bits ? count_reported(idx, pages(o)) : 0;
+    for (uint32_t k = 1; k < pages(o); ++k) d(idx + k).kind = PageKind::kFreeTail;
+    free_block(idx, o, rep, now);
+    idx += pages(o);
+    npages -= pages(o);
+  }
+}
+
+void Buddy::add_fresh(uint32_t idx, uint32_t npages, uint64_t now) {
+  for (uint32_t k = 0; k < npages; ++k) {
+    d(idx + k).reported = 1;
+    d(idx + k).kind = PageKind::kFreeTail;
+  }
+  free_range(idx, npages, true, now);
+}
+
+void Buddy::clear_reported(uint32_t idx, uint32_t n) {
+  for (uint32_t k = 0; k < n; ++k) d(idx + k).reported = 0;
+}
+
+uint32_t Buddy::count_reported(uint32_t idx, uint32_t n) const {
+  uint32_t r = 0;
+  for (uint32_t k = 0; k < n; ++k) r += d(idx + k).reported;
+  return r;
+}
+
+// ---- reporting -------------------------------------------------------------
+
+unsigned Buddy::isolate_cold(unsigned order, uint64_t now, uint64_t cold_ms, uint32_t* out,
+                             unsigned max, uint64_t* next_cold) {
+  Area& a = area_[order];
+  // The oldest warm block is the one just before the boundary.
+  uint32_t i = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
+  unsigned n = 0;
+  while (i != kNil && n < max) {
+    PageDesc& h = d(i);
+    EBB_ASSERT(h.nrep < pages(order));
+    if (now < h.stamp + cold_ms) {
+      // Everything nearer the head became free later still.
+      if (*next_cold > h.stamp + cold_ms) *next_cold = h.stamp + cold_ms;
+      break;
+    }
+    const uint32_t prev = h.link.prev;
+    list_del(i, order);
+    h.kind = PageKind::kIsolated;
+    c_.isolated_pages += pages(order);
+    out[n++] = i;
+    i = prev;
+  }
+  return n;
+}
+
+void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {
+  PageDesc& h = d(idx);
+  EBB_ASSERT(h.kind == PageKind::kIsolated);
+  const unsigned o = h.order;
+  c_.isolated_pages -= pages(o);
+  uint32_t nrep = h.nrep;
+  if (reported) {
+    for (uint32_t k = 0; k < pages(o); ++k) d(idx + k).reported = 1;
+    nrep = pages(o);
+  }
+  // free_block merges; a block that merges with a warm buddy is warm again,
+  // and only its resident part will be reported next time.
+  free_block(idx, o, nrep, now);
+}
+
+// ---- invariant checker -----------------------------------------------------
+
+unsigned Buddy::check(bool print) const {
+  unsigned errors = 0;
+  auto bad = [&](const char* what, uint64_t a, uint64_t b) {
+    ++errors;
+    if (print && errors <= 10) {
+      OutBuf o(2);
+      o.str("ebbmalloc: heap check: ").str(what).str(" (").u64(a).str(", ").u64(b).str(")\n");
+    }
+  };
+  BuddyCounts seen{};
+  uint64_t warm_rep = 0;
+  for (unsigned o = 0; o <= kMaxOrder; ++o) {
+    const Area& a = area_[o];
+    uint32_t prev = kNil;
+    bool in_reported = false;
+    uint64_t last_stamp = ~uint64_t{0};
+    uint64_t steps = 0;
+    for (uint32_t i = a.head; i != kNil; prev = i, i = d(i).link.next) {
+      if (++steps > *frontier_) {
+        bad("free list cycle at order", o, i);
+        break;
+      }
+      const PageDesc& h = d(i);
+      if (h.link.prev != prev) bad("broken prev link (order, page)", o, i);
+      if (h.kind != PageKind::kFreeHead) bad("listed block is not a free head (order, page)", o, i);
+      if (h.order != o) bad("block on wrong order list (order, page)", o, i);
+      if (i & (pages(o) - 1)) bad("misaligned free block (order, page)", o, i);
+      if (i + pages(o) > *frontier_) bad("free block past the frontier (order, page)", o, i);
+      const uint32_t rep = count_reported(i, pages(o));
+      if (rep != h.nrep) bad("reported count differs from page bits (page, count)", i, h.nrep);
+      const bool full = h.nrep == pages(o);
+      if (full && !in_reported) {
+        if (a.boundary != i) bad("boundary is not the first reported block (order, page)", o, i);
+        in_reported = true;
+      } else if (!full && in_reported) {
+        bad("warm block behind the boundary (order, page)", o, i);
+      }
+      if (!full) {
+        if (h.stamp > last_stamp) bad("warm run not ordered by free time (order, page)", o, i);
+        last_stamp = h.stamp;
+        if (o >= report_order_) warm_rep += pages(o) - h.nrep;
+      }
+      seen.nr_free[o]++;
+      if (full) seen.nr_reported[o]++;
+      seen.free_pages += pages(o);
+      seen.reported_pages += h.nrep;
+    }
+    if (prev != a.tail) bad("tail pointer wrong at order", o, a.tail);
+    if (!in_reported && a.boundary != kNil) bad("boundary set without reported blocks (order)", o, a.boundary);
+    if (seen.nr_free[o] != c_.nr_free[o]) bad("nr_free mismatch (order, counted)", o, seen.nr_free[o]);
+    if (seen.nr_reported[o] != c_.nr_reported[o]) bad("nr_reported mismatch (order, counted)", o, seen.nr_reported[o]);
+  }
+  if (seen.free_pages != c_.free_pages) bad("free page count mismatch", seen.free_pages, c_.free_pages);
+  if (seen.reported_pages != c_.reported_pages) bad("reported page count mismatch", seen.reported_pages, c_.reported_pages);
+  if (warm_rep != warm_reportable_) bad("warm reportable count mismatch", warm_rep, warm_reportable_);
+
+  // Every page below the frontier belongs to exactly one block.
+  uint64_t free_walked = 0, isolated_walked = 0;
+  for (uint32_t i = 0; i < *frontier_;) {
+    const PageDesc& h = d(i);
+    uint32_t span = 1;
+    switch (h.kind) {
+      case PageKind::kFreeHead:
+      case PageKind::kIsolated:
+        span = pages(h.order);
+        for (uint32_t k = 1; k < span && i + k < *frontier_; ++k)
+          if (d(i + k).kind != PageKind::kFreeTail) {
+            bad("free block overlaps another block (head, page)", i, i + k);
+            break;
+          }
+        (h.kind == PageKind::kFreeHead ? free_walked : isolated_walked) += span;
+        break;
+      case PageKind::kLargeHead:
+        span = h.npages;
+        if (span == 0) {
+          bad("large block with no pages at", i, 0);
+          span = 1;
+        }
+        for (uint32_t k = 1; k < span && i + k < *frontier_; ++k)
+          if (d(i + k).kind != PageKind::kLargeTail) {
+            bad("large block overlaps another block (head, page)", i, i + k);
+            break;
+          }
+        for (uint32_t k = 0; k < span && i + k < *frontier_; ++k)
+          if (d(i + k).reported) {
+            bad("in-use page marked reported", i + k, 0);
+            break;
+          }
+        break;
+      case PageKind::kSlab:
+        if (h.reported) bad("in-use slab page marked reported", i, 0);
+        break;
+      case PageKind::kFreeTail:
+      case PageKind::kLargeTail:
+        bad("page belongs to no block", i, static_cast<uint64_t>(h.kind));
+        break;
+    }
+    i += span;
+  }
+  if (free_walked != c_.free_pages) bad("pages in free heads differ from listed pages", free_walked, c_.free_pages);
+  if (isolated_walked != c_.isolated_pages) bad("isolated pages mismatch", isolated_walked, c_.isolated_pages);
+  return errors;
+}
+
+}  // namespace ebb

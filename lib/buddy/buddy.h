@@ -1,0 +1,107 @@
+// The buddy allocator's free lists, with free page reporting's boundaries.
+//
+// One list per order (4 KiB << order). Every list is one run of warm blocks
+// (resident; newest at the head) followed by one run of reported blocks
+// (fully given back to the OS), and `boundary` points at the first reported
+// block. Blocks that are only partly reported (a reported block merged with
+// a warm buddy) count as warm: reporting them again madvises only the pages
+// that are still resident, which the per-page `reported` bits tell.
+//
+// This is the only code that touches free lists. It works on page indices
+// and descriptors alone, never on the memory itself, so it is unit-tested
+// without any heap behind it. Every call needs the heap lock.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/config.h"
+#include "heap/page_desc.h"
+
+namespace ebb {
+
+struct BuddyCounts {
+  uint64_t nr_free[kNumOrders];
+  uint64_t nr_reported[kNumOrders];
+  uint64_t free_pages;      // pages in listed free blocks
+  uint64_t reported_pages;  // of those, reported (not resident)
+  uint64_t isolated_pages;  // free pages off-list while being reported
+};
+
+class Buddy {
+ public:
+  struct Block {
+    uint32_t idx;
+    unsigned order;
+    uint32_t nrep;  // pages of the block that were reported (zero, not resident)
+  };
+  using NotifyFn = void (*)();
+
+  // `descs` covers every page index the heap may ever use; `frontier` is
+  // read to avoid merging past the committed end. `notify` is called (heap
+  // lock held) when warm free memory of order >= report_order passes the
+  // mark: it must only flag a request.
+  void init(PageDesc* descs, const uint32_t* frontier, unsigned report_order, uint64_t mark_pages,
+            NotifyFn notify);
+  // Warm first (any order) before reported; false if nothing fits.
+  bool alloc(unsigned order, uint64_t now, Block* out);
+  // Adds a free block (merging with free buddies). `nrep` is the number of
+  // its pages whose `reported` bit is set.
+  void free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t now);
+  // Frees an arbitrary page range, cut into aligned blocks. If `count_bits`
+  // the per-page reported bits are counted; otherwise all pages are warm.
+  void free_range(uint32_t idx, uint32_t npages, bool count_bits, uint64_t now);
+  // New memory from the OS: never touched, so reported (zero, not resident).
+  void add_fresh(uint32_t idx, uint32_t npages, uint64_t now);
+
+  // Reporting: takes up to `max` of the oldest warm blocks of `order` that
+  // have been free for at least `cold_ms`, off their list. Returns how many.
+  // If it stopped at a block that is not cold yet, *next_cold is set to the
+  // time that block becomes cold (else left alone).
+  unsigned isolate_cold(unsigned order, uint64_t now, uint64_t cold_ms, uint32_t* out,
+                        unsigned max, uint64_t* next_cold);
+  // Returns an isolated block: reported (every page now given back) or, if
+  // its madvise failed, as it was.
+  void putback(uint32_t idx, bool reported, uint64_t now);
+
+  // Clears the reported bits of pages [idx, idx+n) (they are in use now).
+  void clear_reported(uint32_t idx, uint32_t n);
+  uint32_t count_reported(uint32_t idx, uint32_t n) const;
+
+  const BuddyCounts& counts() const { return c_; }
+  uint64_t warm_reportable_pages() const { return warm_reportable_; }
+  unsigned report_order() const { return report_order_; }
+  void set_split_warm_first(bool v) { split_warm_first_ = v; }
+  bool has_warm(unsigned o) const { return area_[o].head != kNil && area_[o].head != area_[o].boundary; }
+
+  // Walks every list and every page below the frontier; prints what is wrong
+  // and returns the number of problems (0 = consistent). Slab and large pages
+  // are accepted as in use.
+  unsigned check(bool print) const;
+
+ private:
+  struct Area {
+    uint32_t head = kNil, tail = kNil;
+    uint32_t boundary = kNil;  // first fully reported block, kNil if none
+  };
+  PageDesc& d(uint32_t i) const { return descs_[i]; }
+  static uint32_t pages(unsigned o) { return uint32_t{1} << o; }
+  bool fully_reported(uint32_t i) const { return d(i).nrep == pages(d(i).order); }
+  void list_add_warm(uint32_t i, unsigned o);
+  void list_add_reported(uint32_t i, unsigned o);
+  void list_del(uint32_t i, unsigned o);
+  void account(uint32_t i, unsigned o, int sign);
+  void split(Block* b, unsigned target, uint64_t now);
+  void insert(uint32_t i, unsigned o, uint32_t nrep, uint64_t stamp);
+
+  PageDesc* descs_ = nullptr;
+  const uint32_t* frontier_ = nullptr;
+  unsigned report_order_ = 0;
+  uint64_t mark_pages_ = 0;
+  NotifyFn notify_ = nullptr;
+  bool split_warm_first_ = true;
+  uint64_t warm_reportable_ = 0;  // warm pages in free blocks of order >= report_order
+  Area area_[kNumOrders];
+  BuddyCounts c_{};
+};
+
+}  // namespace ebb

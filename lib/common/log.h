@@ -1,0 +1,43 @@
+// Output that never allocates: a fixed buffer formatted by hand and written
+// with write(2). Used for errors, verbose logging and the stats printer, all
+// of which may run inside malloc.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace ebb {
+
+class OutBuf {
+ public:
+  explicit OutBuf(int fd) : fd_(fd) {}
+  ~OutBuf() { flush(); }
+  OutBuf(const OutBuf&) = delete;
+  OutBuf& operator=(const OutBuf&) = delete;
+
+  OutBuf& str(const char* s);
+  OutBuf& chr(char c);
+  OutBuf& u64(uint64_t v);
+  OutBuf& i64(int64_t v);
+  OutBuf& hex(uint64_t v);
+  OutBuf& ptr(const void* p) { return str("0x").hex(reinterpret_cast<uintptr_t>(p)); }
+  // Bytes in a human unit with one decimal (e.g. "12.5 MiB").
+  OutBuf& bytes(uint64_t v);
+  // Left-pads the next number to `w` characters.
+  OutBuf& pad(unsigned w) { width_ = w; return *this; }
+  void flush();
+
+ private:
+  void put(const char* s, size_t n);
+  int fd_;
+  unsigned width_ = 0;
+  size_t len_ = 0;
+  char buf_[512];
+};
+
+// "ebbmalloc: <msg>\n" on stderr.
+void log_line(const char* msg);
+// Prints "ebbmalloc: <what> <ptr>: <why>" and aborts. Never returns.
+[[noreturn]] void fatal_pointer(const char* what, const void* p, const char* why);
+[[noreturn]] void fatal(const char* msg);
+
+}  // namespace ebb

@@ -1,0 +1,26 @@
+// The allocator's tunables. Every one is an EBBMALLOC_* environment variable
+// (read once, at initialisation, without allocating: see api/options.cpp);
+// the defaults and the reasons for them are in README.md and docs/DESIGN.md.
+#pragma once
+#include <cstdint>
+
+namespace ebb {
+
+enum class StatsMode : uint8_t { kOff = 0, kText = 1, kJson = 2 };
+
+struct Options {
+  bool reporter = true;            // EBBMALLOC_REPORTER
+  uint32_t delay_ms = 200;         // EBBMALLOC_DELAY_MS: minimum time between passes
+  uint32_t cold_ms = 1000;         // EBBMALLOC_COLD_MS: free this long before reported
+  uint32_t report_order = 0;       // EBBMALLOC_REPORT_ORDER: 0 = 4 KiB .. 9 = 2 MiB
+  uint32_t batch = 32;             // EBBMALLOC_BATCH: blocks per isolate/madvise round
+  bool madv_free = false;          // EBBMALLOC_MADVISE=dontneed|free
+  StatsMode stats = StatsMode::kOff;  // EBBMALLOC_STATS=0|1|json
+  bool verbose = false;            // EBBMALLOC_VERBOSE
+  uint32_t reserve_gb = 64;        // EBBMALLOC_RESERVE_GB: heap address space
+  bool split_warm = true;          // EBBMALLOC_SPLIT_WARM: split warm before reported fit
+  uint32_t report_mark_kb = 1024;  // EBBMALLOC_REPORT_MARK_KB: warm free memory that wakes the reporter
+  bool check = false;              // EBBMALLOC_CHECK: heap invariant walks (debug builds)
+};
+
+}  // namespace ebb

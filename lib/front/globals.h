@@ -1,0 +1,45 @@
+// The allocator's process-wide state, constant-initialised so that it is
+// usable before any constructor runs.
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+#include "buddy/page_heap.h"
+#include "common/options.h"
+#include "front/central.h"
+#include "front/meta_pool.h"
+#include "report/reporter.h"
+
+namespace ebb {
+
+// What free()'s fast path reads, on one cache line of its own.
+struct alignas(64) FastGlobals {
+  uintptr_t base = 0;       // heap start (0 until initialised)
+  size_t reserved = 0;      // heap size: (p - base) < reserved <=> p in the heap
+  uint8_t* page_class = nullptr;
+};
+
+struct HugeEntry;
+
+struct Globals {
+  Options opts;
+  PageHeap heap;
+  Reporter reporter;
+  CentralBin bins[kNumClasses + 1];
+  MetaPool<Slab> slab_pool;
+  std::atomic<uint32_t> init_state{0};  // 0 none, 1 running, 2 done, 3 failed
+  bool zero_reported = true;  // reported memory reads as zero (MADV_DONTNEED)
+};
+
+extern constinit FastGlobals g_fast;
+extern constinit Globals g;
+
+// Initialises the allocator on first use; safe from any thread, any time.
+// Returns false if the heap could not be reserved.
+bool ensure_init();
+inline bool initialized() { return g.init_state.load(std::memory_order_acquire) == 2; }
+
+// Debug builds with EBBMALLOC_CHECK: walk the heap (heap lock held).
+void debug_check_heap_locked();
+
+}  // namespace ebb

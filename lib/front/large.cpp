@@ -1,0 +1,215 @@
+#include "front/large.h"
+
+#include <cstdint>
+#include <cstring>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "front/globals.h"
+#include "os/os.h"
+
+namespace ebb {
+
+// ---- large: buddy blocks ---------------------------------------------------
+
+void* large_alloc(size_t size, size_t align, bool zero) {
+  if (size > kMaxBlockSize || align > kMaxBlockSize) return huge_alloc(size, align);
+  const uint32_t npages = static_cast<uint32_t>((size + kPageSize - 1) >> kPageShift);
+  const unsigned align_order = align > kPageSize ? log2_ceil(align) - kPageShift : 0;
+  PageRun run;
+  {
+    LockGuard h(g.heap.lock());
+    if (!g.heap.alloc_pages(npages ? npages : 1, align_order, &run)) {
+      // The heap's address space is used up: fall back to a mapping.
+      return huge_alloc(size, align);
+    }
+    PageDesc* d = g.heap.region().descs();
+    d[run.idx].kind = PageKind::kLargeHead;
+    d[run.idx].npages = run.npages;
+    for (uint32_t k = 1; k < run.npages; ++k) d[run.idx + k].kind = PageKind::kLargeTail;
+    debug_check_heap_locked();
+  }
+  void* p = g.heap.region().page_addr(run.idx);
+  // Reported memory reads as zero (MADV_DONTNEED): calloc need not touch it.
+  if (zero && !(g.zero_reported && run.reported == run.npages)) memset(p, 0, size);
+  g.reporter.maybe_start_thread();
+  return p;
+}
+
+namespace {
+// Heap lock held. Returns the head descriptor of the large block at p or aborts.
+PageDesc& large_head(const void* p, const char* what) {
+  const uint32_t idx = g.heap.region().page_index(p);
+  PageDesc& d = g.heap.region().descs()[idx];
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || d.kind != PageKind::kLargeHead) {
+    g.heap.lock().unlock();
+    if (d.kind == PageKind::kFreeHead || d.kind == PageKind::kFreeTail || d.kind == PageKind::kIsolated)
+      fatal_pointer(what, p, "double free or pointer to free memory");
+    fatal_pointer(what, p, "not a block allocated by ebbmalloc");
+  }
+  return d;
+}
+}  // namespace
+
+void large_free(void* p) {
+  {
+    LockGuard h(g.heap.lock());
+    PageDesc& d = large_head(p, "free(): invalid pointer");
+    g.heap.free_pages(g.heap.region().page_index(p), d.npages);
+    debug_check_heap_locked();
+  }
+  g.reporter.maybe_start_thread();
+}
+
+size_t large_usable(const void* p) {
+  LockGuard h(g.heap.lock());
+  return size_t{large_head(p, "malloc_usable_size(): invalid pointer").npages} << kPageShift;
+}
+
+bool large_resize_in_place(void* p, size_t new_size) {
+  if (new_size > kMaxBlockSize) return false;
+  const uint32_t want = static_cast<uint32_t>((new_size + kPageSize - 1) >> kPageShift);
+  LockGuard h(g.heap.lock());
+  PageDesc& d = large_head(p, "realloc(): invalid pointer");
+  const uint32_t idx = g.heap.region().page_index(p);
+  if (want == d.npages) return true;
+  if (want < d.npages) {
+    // Shrink: the tail goes back to the free lists.
+    g.heap.free_pages(idx + want, d.npages - want);
+    d.npages = want;
+    debug_check_heap_locked();
+    return true;
+  }
+  return false;
+}
+
+// ---- huge: own mappings ------------------------------------------------------
+
+namespace {
+
+struct HugeSlot {
+  uintptr_t addr;  // 0 = empty
+  size_t size;
+};
+
+constinit Mutex g_huge_lock;
+constinit HugeSlot* g_slots = nullptr;
+constinit size_t g_cap = 0;  // power of two
+constinit size_t g_count = 0;
+constinit uint64_t g_huge_bytes = 0;
+
+size_t slot_of(uintptr_t a) { return static_cast<size_t>((a >> kPageShift) * 0x9E3779B97F4A7C15ull) & (g_cap - 1); }
+
+bool table_grow() {
+  const size_t cap = g_cap ? g_cap * 2 : 256;
+  HugeSlot* s = static_cast<HugeSlot*>(os::map(cap * sizeof(HugeSlot)));
+  if (!s) return false;
+  HugeSlot* old = g_slots;
+  const size_t old_cap = g_cap;
+  g_slots = s;
+  g_cap = cap;
+  for (size_t i = 0; i < old_cap; ++i) {
+    if (!old[i].addr) continue;
+    size_t j = slot_of(old[i].addr);
+    while (g_slots[j].addr) j = (j + 1) & (g_cap - 1);
+    g_slots[j] = old[i];
+  }
+  if (old) os::unmap(old, old_cap * sizeof(HugeSlot));
+  return true;
+}
+
+// Huge lock held. Index of p's slot or g_cap.
+size_t table_find(uintptr_t a) {
+  if (!g_cap) return 0;
+  for (size_t j = slot_of(a);; j = (j + 1) & (g_cap - 1)) {
+    if (g_slots[j].addr == a) return j;
+    if (!g_slots[j].addr) return g_cap;
+  }
+}
+
+// Huge lock held. Removes slot i (linear probing: shift followers back).
+void table_erase(size_t i) {
+  g_count--;
+  g_huge_bytes -= g_slots[i].size;
+  g_slots[i].addr = 0;
+  for (size_t j = (i + 1) & (g_cap - 1); g_slots[j].addr; j = (j + 1) & (g_cap - 1)) {
+    const size_t home = slot_of(g_slots[j].addr);
+    // Move j into the hole at i if its home is not in (i, j].
+    const bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!between) {
+      g_slots[i] = g_slots[j];
+      g_slots[j].addr = 0;
+      i = j;
+    }
+  }
+}
+
+bool table_insert(uintptr_t a, size_t size) {
+  if ((g_count + 1) * 2 > g_cap && !table_grow()) return false;
+  size_t j = slot_of(a);
+  while (g_slots[j].addr) j = (j + 1) & (g_cap - 1);
+  g_slots[j] = HugeSlot{a, size};
+  g_count++;
+  g_huge_bytes += size;
+  return true;
+}
+
+}  // namespace
+
+void* huge_alloc(size_t size, size_t align) {
+  const size_t map_size = align_up(size ? size : 1, kPageSize);
+  if (map_size < size) return nullptr;
+  void* p = os::map_aligned(map_size, align < kPageSize ? kPageSize : align);
+  if (!p) return nullptr;
+  LockGuard h(g_huge_lock);
+  if (!table_insert(reinterpret_cast<uintptr_t>(p), map_size)) {
+    os::unmap(p, map_size);
+    return nullptr;
+  }
+  return p;
+}
+
+bool huge_free(void* p) {
+  size_t size;
+  {
+    LockGuard h(g_huge_lock);
+    const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+    if (i == g_cap) return false;
+    size = g_slots[i].size;
+    table_erase(i);
+  }
+  os::unmap(p, size);
+  return true;
+}
+
+size_t huge_usable(const void* p) {
+  LockGuard h(g_huge_lock);
+  const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+  return i == g_cap ? 0 : g_slots[i].size;
+}
+
+void* huge_realloc(void* p, size_t new_size) {
+  const size_t map_size = align_up(new_size, kPageSize);
+  if (map_size < new_size) return nullptr;
+  LockGuard h(g_huge_lock);
+  const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+  if (i == g_cap) return nullptr;
+  if (g_slots[i].size == map_size) return p;
+  void* q = os::remap(p, g_slots[i].size, map_size);
+  if (!q) return nullptr;
+  table_erase(i);
+  table_insert(reinterpret_cast<uintptr_t>(q), map_size);  // cannot fail: one slot was freed
+  return q;
+}
+
+void huge_totals(uint64_t* bytes, uint64_t* count) {
+  LockGuard h(g_huge_lock);
+  *bytes = g_huge_bytes;
+  *count = g_count;
+}
+
+void huge_prefork() { g_huge_lock.lock(); }
+void huge_postfork_parent() { g_huge_lock.unlock(); }
+void huge_postfork_child() { g_huge_lock.reset_after_fork(); }
+
+}  // namespace ebb

@@ -1,0 +1,31 @@
+// Objects above the small classes. Large objects (up to the top buddy
+// order, 32 MiB) are buddy blocks trimmed to the pages they need: the unused
+// tail goes straight back to the free lists, so the waste is under one page.
+// Huge objects get their own mapping, found again through a small hash
+// table, and are unmapped on free.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace ebb {
+
+// `align` is a power of two; `zero` asks for zeroed memory (calloc).
+void* large_alloc(size_t size, size_t align, bool zero);
+// p is in the heap and not in a slab. Aborts if it is not a live large block.
+void large_free(void* p);
+size_t large_usable(const void* p);
+// Shrinks or grows in place if possible; returns false otherwise.
+bool large_resize_in_place(void* p, size_t new_size);
+
+void* huge_alloc(size_t size, size_t align);
+// Returns false if p is not a live huge block.
+bool huge_free(void* p);
+// 0 if p is not a live huge block.
+size_t huge_usable(const void* p);
+void* huge_realloc(void* p, size_t new_size);
+void huge_totals(uint64_t* bytes, uint64_t* count);
+void huge_prefork();
+void huge_postfork_parent();
+void huge_postfork_child();
+
+}  // namespace ebb

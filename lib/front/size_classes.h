@@ -1,0 +1,87 @@
+// Size classes for small objects (<= 32 KiB): multiples of 16 up to 128,
+// then four classes per power of two (at most 25% internal waste, 12.5% on
+// average). Each class has a slab order (slabs are buddy blocks) chosen so a
+// slab holds at least 8 objects and wastes at most 1/16 of itself, and a
+// thread-cache capacity that keeps about 128 KiB of each class per thread.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/config.h"
+
+namespace ebb {
+
+constexpr unsigned kNumClasses = 40;  // class ids 1..40; 0 means "not a small object"
+constexpr unsigned kMaxSlabObjects = 1024;
+
+struct SizeClass {
+  uint32_t size;
+  uint32_t slab_order;
+  uint32_t objects;    // per slab
+  uint32_t cache_max;  // thread cache capacity
+  uint32_t magic;      // ceil(2^32 / size): offset -> index without dividing
+};
+
+namespace detail {
+constexpr uint32_t class_size(unsigned c) {
+  if (c <= 8) return 16 * c;
+  const unsigned k = c - 9;                   // 0.. : 4 classes per doubling from 128
+  const uint32_t base = 128u << (k / 4);       // 128, 256, ...
+  return base + (base / 4) * (k % 4 + 1);
+}
+constexpr SizeClass make_class(unsigned c) {
+  SizeClass sc{};
+  if (c == 0) return sc;
+  sc.size = class_size(c);
+  unsigned o = 2;
+  for (;; ++o) {
+    const uint64_t slab = uint64_t{4096} << o;
+    const uint64_t n = slab / sc.size;
+    if (n > kMaxSlabObjects) {
+      --o;  // never more objects than the bitmap holds (only for tiny classes)
+      break;
+    }
+    if (n >= 8 && (slab - n * sc.size) * 16 <= slab) break;
+  }
+  sc.slab_order = o;
+  uint64_t objs = (uint64_t{4096} << o) / sc.size;
+  sc.objects = static_cast<uint32_t>(objs > kMaxSlabObjects ? kMaxSlabObjects : objs);
+  uint32_t cap = (128 * 1024) / sc.size;
+  sc.cache_max = cap < 4 ? 4 : (cap > 512 ? 512 : cap);
+  sc.magic = static_cast<uint32_t>(((uint64_t{1} << 32) + sc.size - 1) / sc.size);
+  return sc;
+}
+struct ClassTable {
+  SizeClass c[kNumClasses + 1];
+  uint8_t by16[1024 / 16 + 1];     // size <= 1024: index (size+15)/16
+  uint8_t by128[kSmallMax / 128 + 1];  // size <= 32 KiB: index (size+127)/128
+};
+constexpr ClassTable make_table() {
+  ClassTable t{};
+  for (unsigned c = 0; c <= kNumClasses; ++c) t.c[c] = make_class(c);
+  unsigned c = 1;
+  for (unsigned i = 0; i <= 1024 / 16; ++i) {
+    const uint32_t sz = i * 16;
+    while (t.c[c].size < sz) ++c;
+    t.by16[i] = static_cast<uint8_t>(i == 0 ? 1 : c);
+  }
+  c = 1;
+  for (unsigned i = 0; i <= kSmallMax / 128; ++i) {
+    const uint32_t sz = i * 128;
+    while (t.c[c].size < sz) ++c;
+    t.by128[i] = static_cast<uint8_t>(i == 0 ? 1 : c);
+  }
+  return t;
+}
+}  // namespace detail
+
+inline constexpr detail::ClassTable kClasses = detail::make_table();
+static_assert(detail::class_size(kNumClasses) == kSmallMax, "largest class is kSmallMax");
+
+// Precondition: size <= kSmallMax.
+EBB_INLINE unsigned size_class(size_t size) {
+  return size <= 1024 ? kClasses.by16[(size + 15) >> 4] : kClasses.by128[(size + 127) >> 7];
+}
+EBB_INLINE const SizeClass& class_info(unsigned c) { return kClasses.c[c]; }
+
+}  // namespace ebb

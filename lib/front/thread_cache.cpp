@@ -1,0 +1,275 @@
+#include "front/thread_cache.h"
+
+#include <pthread.h>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "front/central.h"
+#include "front/globals.h"
+#include "front/meta_pool.h"
+#include "os/os.h"
+
+namespace ebb {
+
+constinit ThreadCache g_empty_cache;
+constinit thread_local ThreadCache* t_cache __attribute__((tls_model("initial-exec"))) = &g_empty_cache;
+
+namespace {
+
+thread_local ThreadState t_state __attribute__((tls_model("initial-exec"))) = ThreadState::kNone;
+
+// Lock order (see docs/DESIGN.md): reporter batch -> registry -> cache pool
+// -> a cache's mutex -> central bins (ascending) -> slab pool -> heap.
+constinit Mutex g_registry_lock;
+constinit ThreadCache* g_registry = nullptr;
+constinit MetaPool<ThreadCache> g_cache_pool;
+pthread_key_t g_key;
+constinit bool g_key_ok = false;
+
+void registry_link(ThreadCache* tc) {
+  LockGuard r(g_registry_lock);
+  tc->reg_prev = nullptr;
+  tc->reg_next = g_registry;
+  if (g_registry) g_registry->reg_prev = tc;
+  g_registry = tc;
+}
+
+// Registry lock held.
+void registry_unlink(ThreadCache* tc) {
+  if (tc->reg_prev) tc->reg_prev->reg_next = tc->reg_next;
+  else g_registry = tc->reg_next;
+  if (tc->reg_next) tc->reg_next->reg_prev = tc->reg_prev;
+  tc->reg_prev = tc->reg_next = nullptr;
+}
+
+// The cache's mutex held (or the cache otherwise exclusive). Returns all but
+// `keep` objects of a bin to the central bin.
+void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep) {
+  Bin& b = tc->bins[cls];
+  if (b.count <= keep) return;
+  const uint32_t n = b.count - keep;
+  void* head = b.head;
+  void* last = head;
+  for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
+  b.head = *static_cast<void**>(last);
+  b.count = keep;
+  central_free_batch(cls, head, n);
+}
+
+void flush_all(ThreadCache* tc) {
+  for (unsigned c = 1; c <= kNumClasses; ++c) flush_bin(tc, c, 0);
+}
+
+uint64_t cache_bytes(const ThreadCache* tc) {
+  uint64_t bytes = 0;
+  for (unsigned c = 1; c <= kNumClasses; ++c)
+    bytes += uint64_t{__atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED)} * class_info(c).size;
+  return bytes;
+}
+
+void thread_exit(void* arg) {
+  ThreadCache* tc = static_cast<ThreadCache*>(arg);
+  // Later frees in this thread (other TLS destructors) go uncached.
+  t_cache = &g_empty_cache;
+  t_state = ThreadState::kExited;
+  {
+    LockGuard m(tc->mutex);
+    flush_all(tc);
+  }
+  {
+    LockGuard r(g_registry_lock);
+    registry_unlink(tc);
+  }
+  g_cache_pool.put(tc);
+  g.reporter.maybe_start_thread();
+}
+
+ThreadCache* thread_init() {
+  if (!ensure_init()) return nullptr;
+  t_state = ThreadState::kSetup;  // re-entrant calls below run uncached
+  ThreadCache* tc = g_cache_pool.get();
+  if (!tc) {
+    t_state = ThreadState::kNone;
+    return nullptr;
+  }
+  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].max = class_info(c).cache_max;
+  tc->tid = os::gettid();
+  registry_link(tc);
+  // Registers the exit destructor; for early keys this never allocates,
+  // and if it does the allocation is served uncached (kSetup).
+  if (g_key_ok) pthread_setspecific(g_key, tc);
+  t_cache = tc;
+  t_state = ThreadState::kActive;
+  return tc;
+}
+
+// Returns the caller's cache, creating it on first use; nullptr when the
+// thread must run uncached (during its own setup, after exit, or without
+// memory for a cache).
+ThreadCache* my_cache() {
+  ThreadCache* tc = t_cache;
+  if (EBB_LIKELY(tc != &g_empty_cache)) return tc;
+  if (t_state != ThreadState::kNone) return nullptr;
+  return thread_init();
+}
+
+// Another thread's cache: drain it if its owner is not inside a fast-path
+// operation. Returns false if it must be retried later.
+bool drain_other(ThreadCache* tc) {
+  if (!tc->mutex.try_lock()) return false;
+  tc->drain_req.store(1, std::memory_order_relaxed);
+  if (!os::membarrier()) {
+    // No asymmetric barrier on this kernel: it is not safe to touch the
+    // cache; the owner keeps it until it exits or calls malloc_trim.
+    tc->drain_req.store(0, std::memory_order_relaxed);
+    tc->mutex.unlock();
+    return true;
+  }
+  if (tc->busy.load(std::memory_order_relaxed)) {
+    tc->drain_req.store(0, std::memory_order_relaxed);
+    tc->mutex.unlock();
+    return false;
+  }
+  flush_all(tc);
+  tc->drain_req.store(0, std::memory_order_release);
+  tc->mutex.unlock();
+  g.reporter.stats_mut().cache_drains.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace
+
+void thread_cache_global_init() {
+  g_key_ok = pthread_key_create(&g_key, &thread_exit) == 0;
+  // Register for membarrier early, while the process has few threads.
+  os::membarrier_available();
+}
+
+void* malloc_small_slow(unsigned cls) {
+  ThreadCache* tc = my_cache();
+  if (!tc) {
+    if (!ensure_init()) return nullptr;
+    return central_alloc_one(cls);
+  }
+  void* p = nullptr;
+  {
+    LockGuard m(tc->mutex);  // waits for a drain in progress
+    Bin& b = tc->bins[cls];
+    if (!b.head) {
+      const unsigned want = b.max / 2 ? b.max / 2 : 1;
+      b.count = central_alloc_batch(cls, want, &b.head);
+    }
+    if (b.head) {
+      p = b.head;
+      b.head = *static_cast<void**>(p);
+      b.count--;
+    }
+    tc->epoch.store(tc->epoch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  g.reporter.note_activity();
+  g.reporter.maybe_start_thread();
+  return p;
+}
+
+void free_small_slow(void* p, unsigned cls) {
+  ThreadCache* tc = my_cache();
+  if (!tc) {
+    central_free_one(cls, p);
+    return;
+  }
+  {
+    LockGuard m(tc->mutex);
+    Bin& b = tc->bins[cls];
+    if (b.head == p) fatal_pointer("free(): double free of", p, "the object is already free");
+    if (b.count >= b.max) flush_bin(tc, cls, b.max / 2);
+    *static_cast<void**>(p) = b.head;
+    b.head = p;
+    b.count++;
+    tc->epoch.store(tc->epoch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  g.reporter.note_activity();
+  g.reporter.maybe_start_thread();
+}
+
+void thread_cache_flush_mine() {
+  ThreadCache* tc = t_cache;
+  if (tc == &g_empty_cache) return;
+  LockGuard m(tc->mutex);
+  flush_all(tc);
+}
+
+uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force) {
+  uint64_t next = Reporter::kNever;
+  ThreadCache* mine = t_cache;
+  LockGuard r(g_registry_lock);
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    if (cache_bytes(tc) == 0) continue;
+    const uint32_t e = tc->epoch.load(std::memory_order_relaxed);
+    if (!force) {
+      if (e != tc->seen_epoch || tc->seen_ms == 0) {
+        tc->seen_epoch = e;
+        tc->seen_ms = now;
+        if (now + cold_ms < next) next = now + cold_ms;
+        continue;
+      }
+      if (now < tc->seen_ms + cold_ms) {
+        if (tc->seen_ms + cold_ms < next) next = tc->seen_ms + cold_ms;
+        continue;
+      }
+    }
+    if (tc == mine) {
+      LockGuard m(tc->mutex);
+      flush_all(tc);
+    } else if (!drain_other(tc)) {
+      if (now + cold_ms < next) next = now + cold_ms;
+    }
+  }
+  return next;
+}
+
+uint64_t thread_cache_bytes(uint64_t* ncaches) {
+  uint64_t bytes = 0, n = 0;
+  LockGuard r(g_registry_lock);
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    bytes += cache_bytes(tc);
+    ++n;
+  }
+  if (ncaches) *ncaches = n;
+  return bytes;
+}
+
+void thread_cache_prefork() {
+  g_registry_lock.lock();
+  g_cache_pool.lock().lock();
+}
+
+void thread_cache_postfork_parent() {
+  g_cache_pool.lock().unlock();
+  g_registry_lock.unlock();
+}
+
+void thread_cache_postfork_child() {
+  g_cache_pool.lock().reset_after_fork();
+  g_registry_lock.reset_after_fork();
+  // Only the forking thread exists in the child. The caches of the others
+  // go back to the central bins, unless their owner was in the middle of
+  // changing one (then its contents cannot be trusted and it is left alone).
+  ThreadCache* mine = t_cache;
+  ThreadCache* tc = g_registry;
+  while (tc) {
+    ThreadCache* next = tc->reg_next;
+    if (tc != mine) {
+      registry_unlink(tc);
+      if (!tc->mutex.is_locked() && tc->busy.load(std::memory_order_relaxed) == 0) {
+        flush_all(tc);
+        g_cache_pool.put(tc);
+      }
+    } else {
+      tc->mutex.reset_after_fork();
+      tc->drain_req.store(0, std::memory_order_relaxed);
+    }
+    tc = next;
+  }
+}
+
+}  // namespace ebb

@@ -1,0 +1,39 @@
+// Out-of-band page descriptors: one per 4 KiB page of the heap, in an array
+// beside it (the user-space twin of the kernel's struct page). Everything the
+// allocator knows about a free block lives here, never inside the block, so
+// that reported (given back) memory is never written and stays non-resident.
+#pragma once
+#include <cstdint>
+
+namespace ebb {
+
+struct Slab;
+
+enum class PageKind : uint8_t {
+  kFreeTail = 0,  // interior page of a free block, or beyond the heap frontier
+  kFreeHead,      // first page of a free block on a free list
+  kIsolated,      // first page of a free block taken off its list by the reporter
+  kSlab,          // page of a slab (small objects); `slab` is valid
+  kLargeHead,     // first page of a large allocation; `npages` is valid
+  kLargeTail,     // interior page of a large allocation
+};
+
+struct PageDesc {
+  union {
+    struct {
+      uint32_t next;  // free list links, as page indices (kNil ends)
+      uint32_t prev;
+    } link;
+    Slab* slab;
+  };
+  uint64_t stamp;   // free head: monotonic ms when the block last became free
+  uint32_t nrep;    // free head: pages of the block that are reported (not resident)
+  uint32_t npages;  // large head: pages in use
+  uint8_t order;    // free / isolated head: buddy order
+  PageKind kind;
+  uint8_t reported;  // this page is free and known not resident (and zero)
+  uint8_t pad_[5];
+};
+static_assert(sizeof(PageDesc) == 32, "descriptors are kept at 32 bytes");
+
+}  // namespace ebb

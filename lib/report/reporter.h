@@ -1,0 +1,101 @@
+// Free page reporting, user-space edition (after mm/page_reporting.c).
+//
+// The buddy's free path calls request() when warm free memory of reportable
+// order passes the mark. The reporter thread ("ebb-reporter") then wakes,
+// and in batches pulls the coldest warm blocks off their lists (heap lock
+// held), madvises them with the heap lock dropped, and puts them back behind
+// the boundaries as reported. Blocks that are not cold yet set a deadline
+// when the thread wakes again; with nothing left to do it sleeps on a futex
+// with no timeout, so an idle process sees no wake-ups.
+//
+// State machine (one atomic word, also the futex):
+//   IDLE      -> sleeping without deadline; request() moves to REQUESTED + wake
+//   REQUESTED -> a pass is wanted; the thread waits `delay` then goes ACTIVE
+//   ACTIVE    -> running a pass; request() moves to REQUESTED (pass again)
+//   ARMED     -> sleeping until a deadline that already covers every warm
+//                block; request() needs to do nothing
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+#include "buddy/page_heap.h"
+#include "common/lock.h"
+#include "common/options.h"
+
+namespace ebb {
+
+struct ReporterStats {
+  std::atomic<uint64_t> passes{0};
+  std::atomic<uint64_t> blocks{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> madvise_calls{0};
+  std::atomic<uint64_t> madvise_failures{0};
+  std::atomic<uint64_t> wakeups{0};
+  std::atomic<uint64_t> cache_drains{0};
+};
+
+class Reporter {
+ public:
+  // Drains thread caches that have been idle for cold_ms (all if `force`);
+  // returns the time the caches need looking at again (UINT64_MAX: never).
+  using CacheHook = uint64_t (*)(uint64_t now, uint64_t cold_ms, bool force);
+
+  void init(PageHeap* heap, const Options* opts);
+  void set_cache_hook(CacheHook h) { cache_hook_ = h; }
+
+  // Cheap; may be called with the heap lock held.
+  void request() {
+    if (!enabled_) return;
+    uint32_t s = state_.load(std::memory_order_relaxed);
+    if (s == kIdle || s == kActive) request_slow(s);
+  }
+  // A thread cache took or returned memory: make sure the reporter will look
+  // at caches later (only wakes an idle reporter).
+  void note_activity() {
+    if (enabled_ && state_.load(std::memory_order_relaxed) == kIdle) request_slow(kIdle);
+  }
+  // Call only where no allocator lock is held: starts the thread if a
+  // request is waiting for one.
+  void maybe_start_thread() {
+    if (__builtin_expect(want_thread_.load(std::memory_order_relaxed), 0)) start_thread();
+  }
+  // Reports every free page now, whatever its order or age (malloc_trim).
+  // Returns the bytes given back.
+  uint64_t report_all();
+
+  void prefork() { batch_lock_.lock(); }
+  void postfork_parent() { batch_lock_.unlock(); }
+  void postfork_child();
+  void allow_thread_start() { can_start_.store(true, std::memory_order_release); }
+
+  const ReporterStats& stats() const { return stats_; }
+  ReporterStats& stats_mut() { return stats_; }
+  bool thread_running() const { return running_.load(std::memory_order_relaxed); }
+  uint32_t state() const { return state_.load(std::memory_order_relaxed); }
+
+  static constexpr uint32_t kIdle = 0, kRequested = 1, kActive = 2, kArmed = 3;
+  static constexpr uint64_t kNever = ~uint64_t{0};
+
+ private:
+  void request_slow(uint32_t s);
+  void start_thread();
+  static void* thread_main(void* arg);
+  void run();
+  // One pass over orders high to low; returns the next deadline.
+  uint64_t pass(uint64_t cold_ms, unsigned min_order, uint64_t* released);
+  bool report_block(uint32_t idx, uint64_t* released);
+
+  PageHeap* heap_ = nullptr;
+  const Options* opts_ = nullptr;
+  bool enabled_ = false;
+  CacheHook cache_hook_ = nullptr;
+  std::atomic<uint32_t> state_{kIdle};
+  std::atomic<bool> want_thread_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<bool> starting_{false};
+  std::atomic<bool> can_start_{false};
+  Mutex batch_lock_;  // one isolate/madvise/putback round at a time
+  ReporterStats stats_;
+};
+
+}  // namespace ebb
