@@ -1,0 +1,159 @@
+// measure.h — the reusable measuring core of ebbrun (and of bench/compare).
+//
+// It knows which allocators exist and how to preload them, runs a command
+// under one of them, and samples the resident memory of the command's whole
+// process tree from /proc while it runs.
+//
+// Everything here is Linux-specific (/proc, wait4, pidfd) and single-threaded:
+// run_under() forks, so call it from a process with no other threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace ebb::measure {
+
+// One environment variable assignment, VAR=VALUE.
+struct EnvVar {
+  std::string name;
+  std::string value;
+};
+
+// ---------------------------------------------------------------------------
+// Allocator registry
+// ---------------------------------------------------------------------------
+
+struct Allocator {
+  std::string name;              // "glibc", "ebb", "mimalloc", ...
+  std::string preload;           // library put into LD_PRELOAD; empty = none
+  std::vector<EnvVar> env;       // extra variables (e.g. MALLOC_CONF)
+  std::string install_hint;      // how to get it when it is missing
+
+  // True when the allocator can be used: no preload needed, or the preload
+  // library exists and is readable.
+  bool installed() const;
+};
+
+// Where libebbmalloc.so is: $EBBRUN_EBB_LIB if set and non-empty, else the
+// path compiled in from the build directory ebbrun was built in.
+std::string ebb_library_path();
+
+// All known allocators, in the default order:
+// glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc.
+std::vector<Allocator> known_allocators();
+
+// The allocator with that name, or nullptr.
+const Allocator* find_allocator(const std::vector<Allocator>& all,
+                                const std::string& name);
+
+// The Debian packages that provide the non-ebb allocators.
+inline constexpr const char* kAllocatorPackages[] = {
+    "libmimalloc-dev", "libjemalloc-dev", "libgoogle-perftools-dev"};
+
+// ---------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------
+
+// The environment for a child run under `alloc`: `base` (normally environ)
+// with, in this order,
+//   1. the allocator's own variables set (e.g. MALLOC_CONF for jemalloc-bg),
+//   2. the caller's `extras` set (so a user can override step 1),
+//   3. the allocator's preload library put in FRONT of whatever LD_PRELOAD
+//      is then (joined with ':'), so an existing LD_PRELOAD is kept but the
+//      measured allocator wins symbol resolution for malloc & co.
+// Returns "NAME=VALUE" strings.
+std::vector<std::string> build_child_env(const Allocator& alloc,
+                                         const std::vector<EnvVar>& extras,
+                                         char** base);
+
+// ---------------------------------------------------------------------------
+// Process-tree RSS
+// ---------------------------------------------------------------------------
+
+// The memory of one process as a sampler should see it.
+struct ProcessMemory {
+  uint64_t rss = 0;    // bytes: /proc/PID/statm field 2 × page size
+  bool live = false;   // false: gone, a zombie, or exiting
+};
+
+// Reads one process. A process that is exiting (PF_EXITING on all its
+// threads) reports live = false and rss 0: while the kernel tears its address
+// space down, statm falls towards 0 over tens of milliseconds, and such a
+// reading says nothing about what the allocator kept. A process whose main
+// thread has exited but other threads run on is still live (its RSS is read
+// through one of them).
+ProcessMemory read_process_memory(pid_t pid);
+
+// read_process_memory(pid).rss.
+uint64_t process_rss(pid_t pid);
+
+// Parses the ppid and the flags (field 9) out of the contents of a
+// /proc/PID/stat file; false if malformed. (The command name in field 2 may
+// contain spaces and ')'.)
+bool parse_stat(const std::string& stat, pid_t* ppid, unsigned* flags, char* state);
+
+// `root` and all its live descendants (root first). Uses
+// /proc/PID/task/*/children when the kernel provides it, else a scan of the
+// ppid field of every /proc/*/stat.
+std::vector<pid_t> process_tree(pid_t root);
+
+// Sum of process_rss() over process_tree(root).
+uint64_t tree_rss(pid_t root);
+
+// ---------------------------------------------------------------------------
+// Running and sampling
+// ---------------------------------------------------------------------------
+
+struct Sample {
+  double t;       // seconds since the child was started
+  uint64_t rss;   // bytes, whole process tree
+};
+
+struct RunOptions {
+  int interval_ms = 50;      // sampling period
+  std::vector<EnvVar> env;   // extra variables for this run (see build_child_env)
+  // Where the command's stdout and stderr go: -1 = inherit ours; otherwise
+  // both are dup2'd onto this descriptor (e.g. /dev/null or a log file).
+  int output_fd = -1;
+  // When true, the command's stdout and stderr go to in-memory files instead
+  // (output_fd is then ignored), and RunResult::stdout_tail / stderr_tail
+  // receive the last 64 KiB of each. Used to check a workload's
+  // verification line and read its phase markers.
+  bool capture_output = false;
+  // Kill the command (and its tree) after this many seconds; 0 = never.
+  double timeout_s = 0;
+};
+
+struct RunResult {
+  double wall_s = 0;            // fork → exit seen
+  std::vector<Sample> samples;
+  uint64_t peak = 0;            // bytes; max of samples and the kernel's ru_maxrss
+  uint64_t final_rss = 0;       // bytes; last sample before exit
+  double mean_rss = 0;          // bytes; time-weighted mean over the samples
+  double integral_mib_s = 0;    // ∫ RSS dt in MiB·s
+  long minor_faults = 0;        // ru_minflt of the child and its waited-for descendants
+  std::string status;           // "0", "exit 3", "signal SIGSEGV", "command not found", ...
+  bool ok = false;              // exited with status 0
+  bool started = false;         // exec succeeded (numbers are meaningful)
+  std::string stdout_tail;      // see RunOptions::capture_output
+  std::string stderr_tail;
+};
+
+// Runs argv (argv[0] looked up in PATH) under `alloc` and samples it.
+// Never throws for a failing command: failures are in the result's status.
+RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv,
+                    const RunOptions& opts);
+
+// Fills peak / final_rss / mean_rss / integral_mib_s from r.samples and
+// r.wall_s (each sample is taken to hold until the next one; the last holds
+// until the exit). Exposed for tests.
+void summarize(RunResult& r);
+
+// "0", "exit N", "signal SIGSEGV" (+ " (core dumped)") for a wait status.
+std::string describe_wait_status(int wstatus);
+
+}  // namespace ebb::measure

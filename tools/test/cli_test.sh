@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# End-to-end tests of the ebbrun CLI. One case per invocation:
+#   cli_test.sh CASE EBBRUN_BIN SHAPE_BIN DUMMY_SO
+# Every case uses --alloc glibc (or a fake allocator) so it doesn't depend on
+# mimalloc/jemalloc/tcmalloc being installed.
+set -u
+case_name=$1 ebbrun=$2 shape=$3 dummy_so=$4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+
+fail() { echo "FAIL [$case_name]: $*" >&2; echo "--- stdout:" >&2; cat out 2>/dev/null >&2
+         echo "--- stderr:" >&2; cat err 2>/dev/null >&2; exit 1; }
+# run ARGS...: runs ebbrun, stdout → out, stderr → err, exit code → $rc.
+run() { "$ebbrun" "$@" >out 2>err </dev/null; rc=$?; }
+expect_rc() { [ "$rc" = "$1" ] || fail "exit code $rc, expected $1"; }
+expect_nonzero() { [ "$rc" != 0 ] || fail "exit code 0, expected non-zero"; }
+expect_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
+expect_err() { grep -q -- "$1" err || fail "stderr lacks '$1'"; }
+# A usage error: non-zero, exactly one line on stderr mentioning $1, no table.
+expect_usage_error() {
+  [ "$rc" = 2 ] || fail "exit code $rc, expected 2 (usage error)"
+  [ "$(wc -l <err)" = 1 ] || fail "expected one line on stderr"
+  expect_err "$1"
+  [ ! -s out ] || fail "stdout should be empty"
+}
+# The status cell of ALLOC's row in the table.
+status_of() { awk -v a="$1" '$1 == a { print; exit }' out; }
+
+case $case_name in
+shape)
+  # The helper rises to 200 MiB, holds, munmaps, waits: ebbrun must see both
+  # the rise and the fall in its samples.
+  run --alloc glibc --interval 20 --csv s.csv --plot s.svg --quiet -- "$shape"
+  expect_rc 0
+  expect_out "^allocator"
+  [ -n "$(status_of glibc)" ] || fail "no glibc row"
+  head -1 s.csv | grep -qx 'allocator,run,t_seconds,rss_bytes' || fail "bad CSV header"
+  awk -F, 'NR > 1 { if ($1 != "glibc" || $2 != 1) bad = 1; if ($4 > peak) peak = $4; last = $4; n++ }
+           END { mib = 1048576
+                 printf "samples=%d peak=%.1f MiB final=%.1f MiB\n", n, peak / mib, last / mib
+                 exit !(bad == 0 && n >= 20 && peak >= 150 * mib && last < peak / 2) }' s.csv \
+    || fail "CSV does not show the rise to >=150 MiB and the fall below half of it"
+  grep -q '<polyline' s.svg || fail "SVG has no polyline"
+  grep -q 'RSS (MiB)' s.svg && grep -q 'time (s)' s.svg || fail "SVG lacks axis labels"
+  if command -v xmllint >/dev/null; then xmllint --noout s.svg || fail "SVG is not well-formed XML"; fi
+  ! grep -q 'ebbrun_shape: done' out || fail "--quiet let the command's output through"
+  ;;
+tree)
+  # The memory is in a grandchild (sh forks because of the '; true').
+  run --alloc glibc --interval 20 --csv s.csv --quiet -- sh -c "'$shape'; true"
+  expect_rc 0
+  awk -F, 'NR > 1 && $4 > peak { peak = $4 } END { exit !(peak >= 150 * 1048576) }' s.csv \
+    || fail "the grandchild's RSS was not counted"
+  ;;
+passthrough)
+  run --alloc glibc -- sh -c 'echo to-stdout; echo to-stderr >&2'
+  expect_rc 0
+  expect_out "^to-stdout"
+  expect_err "^to-stderr"
+  run --alloc glibc --quiet=log.txt -- sh -c 'echo to-stdout; echo to-stderr >&2'
+  expect_rc 0
+  ! grep -qx 'to-std.*' out err || fail "--quiet=FILE let output through"
+  grep -q to-stdout log.txt && grep -q to-stderr log.txt || fail "--quiet=FILE did not capture output"
+  ;;
+options)
+  run --bogus -- true;                      expect_usage_error "unknown option '--bogus'"
+  run --alloc glibc true;                   expect_usage_error "missing '--'"
+  run --alloc glibc;                        expect_usage_error "missing '--"
+  run --alloc glibc --;                     expect_usage_error "no command after '--'"
+  run --runs 0 -- true;                     expect_usage_error "--runs"
+  run --runs abc -- true;                   expect_usage_error "--runs"
+  run --runs 3x -- true;                    expect_usage_error "--runs"
+  run --runs -- true;                       expect_usage_error "--runs"
+  run --interval -5 -- true;                expect_usage_error "--interval"
+  run --interval 0 -- true;                 expect_usage_error "--interval"
+  run --alloc glibc,nosuch -- true;         expect_usage_error "unknown allocator 'nosuch'"
+  run --env glibc-FOO=1 -- true;            expect_usage_error "ALLOC:VAR=VALUE"
+  run --env nosuch:FOO=1 -- true;           expect_usage_error "unknown allocator 'nosuch'"
+  run --env glibc:1BAD=1 -- true;           expect_usage_error "bad variable name"
+  run --timeout never -- true;              expect_usage_error "--timeout"
+  run demo -- true;                         expect_usage_error "takes no command"
+  run --help;                               expect_rc 0; expect_out "usage: ebbrun"
+  ;;
+badcmd)
+  run --alloc glibc --runs 2 -- ./no-such-command-here
+  expect_rc 1
+  [ "$(grep -c 'command not found' out)" = 1 ] || fail "table should say 'command not found'"
+  status_of glibc | grep -q 'command not found (2/2 runs)' || fail "status cell wrong"
+  ;;
+crash)
+  run --alloc glibc -- sh -c 'kill -SEGV $$'
+  expect_rc 1
+  status_of glibc | grep -q 'signal SIGSEGV' || fail "status should show signal SIGSEGV"
+  expect_err "glibc: signal SIGSEGV"
+  run --alloc glibc -- sh -c 'exit 7'
+  expect_rc 1
+  status_of glibc | grep -q 'exit 7' || fail "status should show exit 7"
+  ;;
+unwritable)
+  # Checked before anything runs: the marker file must not appear.
+  run --alloc glibc --plot /nonexistent/dir/x.svg -- touch marker
+  expect_usage_error "--plot: cannot write /nonexistent/dir/x.svg"
+  [ ! -e marker ] || fail "the command ran before the plot path was checked"
+  run --alloc glibc --csv /nonexistent/dir/x.csv -- touch marker
+  expect_usage_error "--csv: cannot write"
+  run --alloc glibc --plot . -- touch marker
+  expect_usage_error "is a directory"
+  [ ! -e marker ] || fail "the command ran before the csv path was checked"
+  ;;
+missing)
+  # ebb pointed at a library that isn't there: skipped with one note, glibc
+  # still runs, and that's not a failure.
+  EBBRUN_EBB_LIB=/nonexistent/libebbmalloc.so run --alloc glibc,ebb -- true
+  expect_rc 0
+  [ "$(grep -c 'skipping ebb' err)" = 1 ] || fail "expected one 'skipping ebb' note"
+  expect_err "/nonexistent/libebbmalloc.so not found"
+  [ -n "$(status_of glibc)" ] || fail "no glibc row"
+  [ -z "$(status_of ebb)" ] || fail "skipped ebb should have no row"
+  EBBRUN_EBB_LIB=/nonexistent/libebbmalloc.so run --alloc ebb -- true
+  expect_rc 1
+  expect_err "none of the requested allocators"
+  ;;
+env)
+  # The preload goes in front of an existing LD_PRELOAD; --env reaches only
+  # its allocator's runs; runs are interleaved (glibc, ebb, glibc, ebb).
+  export EBBRUN_EBB_LIB=$dummy_so
+  LD_PRELOAD=$dummy_so.theirs
+  cp "$dummy_so" "$LD_PRELOAD"
+  export LD_PRELOAD
+  run --alloc glibc,ebb --runs 2 --env ebb:EBBT=only-ebb --env all:EBBA=everyone \
+      -- sh -c 'echo "$LD_PRELOAD|${EBBT:-}|$EBBA" >> order.log'
+  unset LD_PRELOAD
+  expect_rc 0
+  printf '%s\n' "$dummy_so.theirs||everyone" "$dummy_so:$dummy_so.theirs|only-ebb|everyone" \
+                "$dummy_so.theirs||everyone" "$dummy_so:$dummy_so.theirs|only-ebb|everyone" >want.log
+  diff want.log order.log >&2 || fail "environment or run order wrong"
+  expect_out "time/glibc"
+  ;;
+demo)
+  # A fake phase workload: the demo must run it, write ebbrun-demo.svg and
+  # print a reading; a run without the verify line counts as failed.
+  printf '#!/bin/sh\necho "verify phase checksum=1 OK"\n' >phase && chmod +x phase
+  EBBRUN_PHASE_BIN=$PWD/phase EBBRUN_EBB_LIB=$dummy_so run demo --alloc glibc,ebb
+  expect_rc 0
+  [ -s ebbrun-demo.svg ] || fail "no ebbrun-demo.svg"
+  expect_out "^Reading:"
+  expect_out "ebb's mean RSS"
+  printf '#!/bin/sh\necho wrong\n' >phase
+  EBBRUN_PHASE_BIN=$PWD/phase run demo --alloc glibc
+  expect_rc 1
+  status_of glibc | grep -q "no 'verify" || fail "a run without the verify line must fail"
+  EBBRUN_PHASE_BIN=$PWD/nothing run demo --alloc glibc
+  expect_rc 1
+  expect_err "phase workload is missing"
+  ;;
+*)
+  echo "unknown case $case_name" >&2; exit 2 ;;
+esac
+echo "PASS [$case_name]"
