@@ -54,7 +54,7 @@ bool do_init() {
   g.zero_reported = !g.opts.madv_free;
   const uint64_t mark_pages = (uint64_t{g.opts.report_mark_kb} * 1024) >> kPageShift;
   if (!g.heap.init(size_t{g.opts.reserve_gb} << 30, g.opts.report_order, mark_pages ? mark_pages : 1,
-                   &notify_reporter)) {
+                   &notify_reporter, g.opts.verbose)) {
     log_line("cannot reserve address space for the heap; allocations will fail");
     return false;
   }

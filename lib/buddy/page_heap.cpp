@@ -1,6 +1,7 @@
 #include "buddy/page_heap.h"
 
 #include "common/check.h"
+#include "common/log.h"
 #include "os/os.h"
 
 namespace ebb {
@@ -12,7 +13,8 @@ constexpr uint32_t kGrowPages = uint32_t{2} * (kPageblockSize >> kPageShift);
 }  // namespace
 
 bool PageHeap::init(size_t reserve_bytes, unsigned report_order, uint64_t mark_pages,
-                    Buddy::NotifyFn notify) {
+                    Buddy::NotifyFn notify, bool verbose) {
+  verbose_ = verbose;
   if (!region_.init(reserve_bytes)) return false;
   buddy_.init(region_.descs(), &frontier_, report_order, mark_pages, notify);
   return true;
@@ -28,6 +30,9 @@ bool PageHeap::grow_for(unsigned order, uint64_t now) {
     ++grow_failures_;
     return false;
   }
+  // With EBBMALLOC_VERBOSE, say when the heap first serves memory: tests use
+  // it to check that a preloaded program really allocates from ebbmalloc.
+  if (verbose_ && old == 0) log_line("heap: first allocation served");
   frontier_ = region_.frontier();
   buddy_.add_fresh(old, static_cast<uint32_t>(end) - old, now);
   return true;

@@ -19,7 +19,7 @@ struct PageRun {
 class PageHeap {
  public:
   bool init(size_t reserve_bytes, unsigned report_order, uint64_t mark_pages,
-            Buddy::NotifyFn notify);
+            Buddy::NotifyFn notify, bool verbose);
   Mutex& lock() { return lock_; }
   HeapRegion& region() { return region_; }
   Buddy& buddy() { return buddy_; }
@@ -43,6 +43,7 @@ class PageHeap {
   uint64_t fallbacks_ = 0;       // allocations that used reported memory
   uint64_t fallback_pages_ = 0;  // pages of reported memory handed out
   uint64_t grow_failures_ = 0;
+  bool verbose_ = false;
 };
 
 }  // namespace ebb

@@ -145,7 +145,10 @@ uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released
   const unsigned batch = opts_->batch < 1 ? 1 : (opts_->batch > kMaxBatch ? kMaxBatch : opts_->batch);
   uint64_t next = kNever;
   stats_.passes.fetch_add(1, std::memory_order_relaxed);
-  for (unsigned o = kMaxOrder + 1; o-- > min_order;) {
+  // Low orders first (as upstream page_reporting does): a reported block
+  // that merges with a warm buddy goes up to an order this pass has not
+  // reached yet, so one pass leaves no warm block behind.
+  for (unsigned o = min_order; o <= kMaxOrder; ++o) {
     for (;;) {
       LockGuard round(batch_lock_);
       unsigned n;

@@ -1,0 +1,376 @@
+// The malloc family and C++ operators behave as the C library and the C++
+// standard say, served by ebbmalloc (linked into this test).
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <new>
+#include <random>
+#include <vector>
+
+#include "test_util.h"
+
+extern "C" void free_sized(void*, size_t);
+extern "C" void free_aligned_sized(void*, size_t, size_t);
+
+using namespace ebbtest;
+
+namespace {
+
+bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
+
+void fill(void* p, size_t n, uint64_t seed) {
+  auto* b = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<unsigned char>((seed * 131 + i * 7) >> 3);
+}
+bool check(const void* p, size_t n, uint64_t seed) {
+  auto* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i)
+    if (b[i] != static_cast<unsigned char>((seed * 131 + i * 7) >> 3)) return false;
+  return true;
+}
+
+TEST(Api, ServedByEbbmalloc) {
+  void* p = malloc(20);
+  ASSERT_NE(p, nullptr);
+  // glibc would say 24; ebbmalloc rounds to its 32-byte class.
+  EXPECT_EQ(malloc_usable_size(p), 32u);
+  EXPECT_GT(stats().mapped_bytes, 0u);
+  free(p);
+}
+
+TEST(Api, MallocSizesAlignmentAndUsableSize) {
+  std::vector<std::pair<void*, size_t>> live;
+  for (size_t n : {size_t{0}, size_t{1}, size_t{8}, size_t{16}, size_t{17}, size_t{100}, size_t{1000},
+                   size_t{4096}, size_t{5000}, size_t{32768}, size_t{32769}, size_t{100000},
+                   size_t{1} << 20, (size_t{3} << 20) + 5, size_t{40} << 20}) {
+    void* p = malloc(n);
+    ASSERT_NE(p, nullptr) << n;
+    EXPECT_TRUE(aligned(p, 16)) << n;
+    EXPECT_GE(malloc_usable_size(p), n);
+    // Waste stays below one page for large objects.
+    if (n > 32768) {
+      EXPECT_LT(malloc_usable_size(p) - n, 4096u) << n;
+    }
+    fill(p, n, n);
+    live.emplace_back(p, n);
+  }
+  for (auto& [p, n] : live) {
+    EXPECT_TRUE(check(p, n, n)) << n;
+    free(p);
+  }
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+TEST(Api, MallocZeroIsUniqueAndFreeNullIsANoOp) {
+  void* a = malloc(0);
+  void* b = malloc(0);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a, b);
+  free(a);
+  free(b);
+  free(nullptr);
+  EXPECT_EQ(malloc_usable_size(nullptr), 0u);
+}
+
+TEST(Api, HugeSizesFailWithEnomem) {
+  errno = 0;
+  EXPECT_EQ(malloc(SIZE_MAX), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(malloc(SIZE_MAX / 2 + 1), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(calloc(SIZE_MAX / 2, 3), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(reallocarray(nullptr, SIZE_MAX / 4, 8), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  void* p = malloc(10);
+  errno = 0;
+  EXPECT_EQ(realloc(p, SIZE_MAX - 10), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  free(p);  // still valid after the failed realloc
+  errno = 0;
+  // More than the machine could ever map: the mapping fails, not the math.
+  EXPECT_EQ(malloc(size_t{1} << 46), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST(Api, CallocIsZeroForEverySize) {
+  for (size_t n : {size_t{1}, size_t{24}, size_t{4000}, size_t{32768}, size_t{70000}, size_t{5} << 20,
+                   size_t{48} << 20}) {
+    // Dirty memory of that size first, so calloc gets recycled memory.
+    void* d = malloc(n);
+    memset(d, 0xEE, n);
+    free(d);
+    auto* p = static_cast<unsigned char*>(calloc(1, n));
+    ASSERT_NE(p, nullptr);
+    for (size_t i = 0; i < n; ++i)
+      if (p[i] != 0) FAIL() << "calloc(" << n << ") byte " << i << " is " << int(p[i]);
+    free(p);
+  }
+}
+
+TEST(Api, ReallocPreservesContents) {
+  std::mt19937_64 rng(7);
+  void* p = nullptr;
+  size_t n = 0;
+  for (int i = 0; i < 300; ++i) {
+    size_t m = 1 + rng() % (i % 10 == 0 ? (size_t{6} << 20) : 70000);
+    void* q = realloc(p, m);
+    ASSERT_NE(q, nullptr);
+    EXPECT_TRUE(check(q, std::min(n, m), 99)) << "at step " << i;
+    fill(q, m, 99);
+    p = q;
+    n = m;
+  }
+  // Into and out of the huge range (own mapping, grown with mremap).
+  p = realloc(p, size_t{64} << 20);
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(check(p, n, 99));
+  fill(p, size_t{64} << 20, 3);
+  p = realloc(p, size_t{96} << 20);
+  EXPECT_TRUE(check(p, size_t{64} << 20, 3));
+  p = realloc(p, 100);
+  EXPECT_TRUE(check(p, 100, 3));
+  free(p);
+  // realloc(NULL, n) mallocs; realloc(p, 0) frees and returns NULL (glibc).
+  p = realloc(nullptr, 10);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(realloc(p, 0), nullptr);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+TEST(Api, ReallocShrinksLargeInPlace) {
+  void* p = malloc(1 << 20);
+  fill(p, 1 << 20, 5);
+  void* q = realloc(p, 300000);
+  EXPECT_EQ(q, p);
+  EXPECT_TRUE(check(q, 300000, 5));
+  EXPECT_LT(malloc_usable_size(q), 300000u + 4096u);
+  free(q);
+}
+
+TEST(Api, AlignedAllocationFamily) {
+  for (size_t a = 8; a <= (size_t{64} << 20); a <<= 1) {
+    for (size_t n : {size_t{1}, size_t{100}, size_t{5000}, size_t{40000}}) {
+      void* p = nullptr;
+      ASSERT_EQ(posix_memalign(&p, a, n), 0) << a << " " << n;
+      EXPECT_TRUE(aligned(p, a)) << a << " " << n;
+      fill(p, n, a);
+      void* q = aligned_alloc(a, n);
+      ASSERT_NE(q, nullptr);
+      EXPECT_TRUE(aligned(q, a));
+      void* r = memalign(a, n);
+      ASSERT_NE(r, nullptr);
+      EXPECT_TRUE(aligned(r, a));
+      EXPECT_TRUE(check(p, n, a));
+      free(p);
+      free(q);
+      free(r);
+    }
+  }
+  void* v = valloc(10);
+  EXPECT_TRUE(aligned(v, 4096));
+  free(v);
+  void* pv = pvalloc(10);
+  EXPECT_TRUE(aligned(pv, 4096));
+  EXPECT_GE(malloc_usable_size(pv), 4096u);
+  free(pv);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+TEST(Api, BadAlignmentsGetEinval) {
+  void* p = reinterpret_cast<void*>(1);
+  EXPECT_EQ(posix_memalign(&p, 3, 10), EINVAL);
+  EXPECT_EQ(posix_memalign(&p, 4, 10), EINVAL);  // not a multiple of sizeof(void*)
+  EXPECT_EQ(posix_memalign(&p, 0, 10), EINVAL);
+  EXPECT_EQ(p, reinterpret_cast<void*>(1));
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(24, 48), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  // memalign rounds a non-power-of-two alignment up, as glibc does.
+  void* m = memalign(24, 48);
+  ASSERT_NE(m, nullptr);
+  EXPECT_TRUE(aligned(m, 32));
+  free(m);
+  EXPECT_EQ(posix_memalign(&p, 64, SIZE_MAX - 100), ENOMEM);
+}
+
+TEST(Api, SizedFreesAndReallocarray) {
+  void* p = malloc(100);
+  free_sized(p, 100);
+  void* q = aligned_alloc(256, 1000);
+  free_aligned_sized(q, 256, 1000);
+  auto* r = static_cast<int*>(reallocarray(nullptr, 100, sizeof(int)));
+  ASSERT_NE(r, nullptr);
+  for (int i = 0; i < 100; ++i) r[i] = i;
+  r = static_cast<int*>(reallocarray(r, 10000, sizeof(int)));
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(r[i], i);
+  free(r);
+}
+
+TEST(Api, MallinfoAndTrimAreMeaningful) {
+  std::vector<void*> v;
+  for (int i = 0; i < 200; ++i) {
+    v.push_back(malloc(100000));
+    touch(v.back(), 100000);
+  }
+  struct mallinfo2 mi = mallinfo2();
+  EXPECT_GE(mi.uordblks, 200u * 100000u);
+  EXPECT_GE(mi.arena, mi.uordblks);
+  for (void* p : v) free(p);
+  EXPECT_EQ(malloc_trim(0), 1);  // the freed 20 MB are given back now
+  mi = mallinfo2();
+  EXPECT_GE(mi.keepcost, 18u * kMiB);
+  struct mallinfo m1 = mallinfo();
+  EXPECT_GT(m1.arena, 0);
+  EXPECT_EQ(malloc_trim(0), 0);  // nothing left to give back
+}
+
+TEST(Api, CppOperators) {
+  int* a = new int(5);
+  EXPECT_EQ(*a, 5);
+  delete a;
+  int* arr = new int[1000];
+  arr[999] = 1;
+  delete[] arr;
+  struct alignas(256) Big {
+    char c[512];
+  };
+  Big* b = new Big;
+  EXPECT_TRUE(aligned(b, 256));
+  delete b;
+  Big* bs = new Big[3];
+  EXPECT_TRUE(aligned(bs, 256));
+  delete[] bs;
+  void* n = ::operator new(100, std::nothrow);
+  ASSERT_NE(n, nullptr);
+  ::operator delete(n, 100);
+  void* al = ::operator new(100, std::align_val_t(4096));
+  EXPECT_TRUE(aligned(al, 4096));
+  ::operator delete(al, 100, std::align_val_t(4096));
+}
+
+TEST(Api, NewThrowsBadAllocAndNothrowReturnsNull) {
+  EXPECT_THROW((void)::operator new(SIZE_MAX / 2), std::bad_alloc);
+  EXPECT_THROW((void)::operator new[](SIZE_MAX / 2, std::align_val_t(64)), std::bad_alloc);
+  EXPECT_EQ(::operator new(SIZE_MAX / 2, std::nothrow), nullptr);
+}
+
+int g_handler_calls = 0;
+void release_reserve() {
+  ++g_handler_calls;
+  std::set_new_handler(nullptr);
+}
+
+TEST(Api, NewCallsTheNewHandler) {
+  g_handler_calls = 0;
+  std::set_new_handler(&release_reserve);
+  EXPECT_THROW((void)::operator new(SIZE_MAX / 2), std::bad_alloc);
+  EXPECT_EQ(g_handler_calls, 1);
+  std::set_new_handler(nullptr);
+}
+
+TEST(ApiDeathTest, DoubleFreeAborts) {
+  EXPECT_DEATH(
+      {
+        void* p = malloc(64);
+        free(p);
+        free(p);
+      },
+      "double free");
+  EXPECT_DEATH(
+      {
+        void* p = malloc(1 << 20);
+        free(p);
+        free(p);
+      },
+      "double free|invalid pointer");
+}
+
+TEST(ApiDeathTest, InvalidFreesAbort) {
+  EXPECT_DEATH(
+      {
+        int x;
+        free(&x);
+      },
+      "invalid pointer");
+  EXPECT_DEATH(
+      {
+        // Small objects are checked when they reach their slab (here at
+        // malloc_trim, which flushes the thread cache).
+        char* p = static_cast<char*>(malloc(64));
+        free(p + 16);
+        malloc_trim(0);
+      },
+      "invalid pointer");
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(malloc(1 << 20));
+        free(p + 4096);
+      },
+      "invalid pointer");
+}
+
+TEST(ApiDeathTest, DoubleFreeCaughtAtTheSlab) {
+  // The second free of an object that already went back to its slab is
+  // caught when the thread cache hands it back (here at malloc_trim).
+  EXPECT_DEATH(
+      {
+        void* a = malloc(48);
+        void* b = malloc(48);  // keeps the slab alive
+        free(a);
+        malloc_trim(0);
+        free(a);
+        malloc_trim(0);
+        free(b);
+      },
+      "double free");
+}
+
+TEST(Api, OptionsAndVersion) {
+  const ebb_options_t* o = ebb_options();
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->batch, 32u);
+  EXPECT_STREQ(ebb_version(), "ebbmalloc 0.1.0");
+  ebb_stats_t s;
+  EXPECT_EQ(ebb_stats(&s), 0);
+  EXPECT_EQ(s.version, unsigned(EBB_STATS_VERSION));
+  EXPECT_EQ(ebb_stats(nullptr), -1);
+}
+
+TEST(Api, RandomSequenceKeepsHeapConsistent) {
+  std::mt19937_64 rng(2024);
+  std::vector<std::pair<char*, size_t>> live;
+  for (int i = 0; i < 20000; ++i) {
+    if (live.empty() || rng() % 3 != 0) {
+      size_t n = rng() % 4 == 0 ? rng() % (1 << 20) : rng() % 2048;
+      char* p = static_cast<char*>(malloc(n));
+      ASSERT_NE(p, nullptr);
+      if (n) p[0] = p[n - 1] = static_cast<char>(n);
+      live.emplace_back(p, n);
+    } else {
+      size_t k = rng() % live.size();
+      auto [p, n] = live[k];
+      if (n) {
+        ASSERT_EQ(p[0], static_cast<char>(n));
+        ASSERT_EQ(p[n - 1], static_cast<char>(n));
+      }
+      free(p);
+      live[k] = live.back();
+      live.pop_back();
+    }
+  }
+  EXPECT_EQ(ebb_check_heap(), 0u);
+  for (auto& [p, n] : live) free(p);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+}  // namespace

@@ -1,0 +1,176 @@
+// The buddy free lists on their own: split/merge, counts, the reported
+// boundary and the reporting isolate/putback cycle, checked against the full
+// invariant walker after every operation of long random sequences.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "buddy/buddy.h"
+
+using namespace ebb;
+
+namespace {
+
+class BuddyTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kPages = 1u << 14;  // 64 MiB of pages: two top-order blocks
+  void SetUp() override {
+    descs_.assign(kPages, PageDesc{});
+    frontier_ = kPages;
+    notified_ = 0;
+    b_.init(descs_.data(), &frontier_, /*report_order=*/0, /*mark_pages=*/1, &BuddyTest::notify);
+    b_.add_fresh(0, kPages, /*now=*/0);
+  }
+  // What PageHeap does with a block: its pages are in use now.
+  Buddy::Block take(unsigned order, uint64_t now) {
+    Buddy::Block blk{};
+    EXPECT_TRUE(b_.alloc(order, now, &blk));
+    b_.clear_reported(blk.idx, 1u << blk.order);
+    descs_[blk.idx].kind = PageKind::kLargeHead;
+    descs_[blk.idx].npages = 1u << blk.order;
+    for (uint32_t k = 1; k < (1u << blk.order); ++k) descs_[blk.idx + k].kind = PageKind::kLargeTail;
+    return blk;
+  }
+  void give(const Buddy::Block& blk, uint64_t now) { b_.free_range(blk.idx, 1u << blk.order, false, now); }
+  static void notify() { ++notified_; }
+
+  std::vector<PageDesc> descs_;
+  uint32_t frontier_ = 0;
+  Buddy b_;
+  static inline int notified_ = 0;
+};
+
+TEST_F(BuddyTest, FreshMemoryIsReportedTopOrderBlocks) {
+  EXPECT_EQ(b_.check(true), 0u);
+  EXPECT_EQ(b_.counts().nr_free[kMaxOrder], 2u);
+  EXPECT_EQ(b_.counts().nr_reported[kMaxOrder], 2u);
+  EXPECT_EQ(b_.counts().free_pages, kPages);
+  EXPECT_EQ(b_.counts().reported_pages, kPages);
+}
+
+TEST_F(BuddyTest, SplitAndMergeRestoreTheHeap) {
+  std::vector<Buddy::Block> blocks;
+  for (int i = 0; i < 64; ++i) blocks.push_back(take(static_cast<unsigned>(i % 6), 1));
+  EXPECT_EQ(b_.check(true), 0u);
+  for (auto& blk : blocks) give(blk, 2);
+  EXPECT_EQ(b_.check(true), 0u);
+  EXPECT_EQ(b_.counts().free_pages, kPages);
+  // Everything merged back into the two top blocks.
+  EXPECT_EQ(b_.counts().nr_free[kMaxOrder], 2u);
+  uint64_t others = 0;
+  for (unsigned o = 0; o < kMaxOrder; ++o) others += b_.counts().nr_free[o];
+  EXPECT_EQ(others, 0u);
+}
+
+TEST_F(BuddyTest, WarmBlocksAreAllocatedBeforeReportedOnes) {
+  Buddy::Block a = take(4, 1), x = take(4, 1), c = take(4, 1), y = take(4, 1);
+  (void)x;
+  (void)y;
+  // Free a and c (not buddies of each other: x and y keep them apart).
+  give(a, 10);
+  give(c, 10);
+  // Report a (and everything fresh): isolate everything cold at order 4.
+  uint32_t ids[64];
+  uint64_t next = ~0ull;
+  unsigned n = b_.isolate_cold(4, 1000, 0, ids, 64, &next);
+  ASSERT_GE(n, 1u);
+  for (unsigned i = 0; i < n; ++i) b_.putback(ids[i], ids[i] == a.idx, 1000);
+  EXPECT_EQ(b_.check(true), 0u);
+  // a is now reported behind the boundary; c is warm: allocation takes c.
+  Buddy::Block got{};
+  ASSERT_TRUE(b_.alloc(4, 1001, &got));
+  EXPECT_EQ(got.idx, c.idx);
+  EXPECT_EQ(got.nrep, 0u);
+}
+
+TEST_F(BuddyTest, MergedReportedAndWarmIsWarmAndKnowsWhichPagesAreReported) {
+  Buddy::Block a = take(3, 1);
+  Buddy::Block buddy = take(3, 1);
+  ASSERT_EQ(a.idx ^ buddy.idx, 8u) << "consecutive order-3 allocations should be buddies";
+  give(a, 5);
+  uint32_t ids[8];
+  uint64_t next = ~0ull;
+  ASSERT_EQ(b_.isolate_cold(3, 100, 0, ids, 8, &next), 1u);
+  b_.putback(ids[0], true, 100);
+  EXPECT_EQ(b_.check(true), 0u);
+  give(buddy, 200);  // merges with the reported a
+  EXPECT_EQ(b_.check(true), 0u);
+  // The merged block is warm, with exactly a's 8 pages reported.
+  EXPECT_GT(b_.warm_reportable_pages(), 0u);
+  EXPECT_EQ(b_.count_reported(std::min(a.idx, buddy.idx), 16), 8u);
+}
+
+TEST_F(BuddyTest, OnlyColdBlocksAreIsolatedAndTheNextDeadlineIsKnown) {
+  Buddy::Block a = take(2, 0), s1 = take(2, 0), c = take(2, 0), s2 = take(2, 0);
+  (void)s1;
+  (void)s2;
+  give(a, 100);  // becomes free at t=100
+  give(c, 500);  // at t=500
+  uint32_t ids[8];
+  uint64_t next = ~0ull;
+  // At t=1200 with cold=1000 only a is cold; c becomes cold at 1500.
+  const unsigned n = b_.isolate_cold(2, 1200, 1000, ids, 8, &next);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(ids[0], a.idx);
+  EXPECT_EQ(next, 1500u);
+  b_.putback(ids[0], true, 1200);
+  EXPECT_EQ(b_.check(true), 0u);
+}
+
+TEST_F(BuddyTest, FreeOfReportableOrderNotifies) {
+  notified_ = 0;
+  Buddy::Block a = take(0, 0);
+  give(a, 1);
+  EXPECT_GT(notified_, 0);
+}
+
+TEST_F(BuddyTest, LongRandomSequencesKeepEveryInvariant) {
+  std::mt19937_64 rng(12345);
+  std::vector<Buddy::Block> live;
+  uint64_t now = 0;
+  for (int step = 0; step < 6000; ++step) {
+    now += rng() % 50;
+    const unsigned op = rng() % 10;
+    if (op < 5) {
+      Buddy::Block blk{};
+      const unsigned order = static_cast<unsigned>(rng() % 8);
+      if (b_.alloc(order, now, &blk)) {
+        b_.clear_reported(blk.idx, 1u << blk.order);
+        descs_[blk.idx].kind = PageKind::kLargeHead;
+        descs_[blk.idx].npages = 1u << blk.order;
+        for (uint32_t k = 1; k < (1u << blk.order); ++k) descs_[blk.idx + k].kind = PageKind::kLargeTail;
+        live.push_back(blk);
+      }
+    } else if (op < 9 && !live.empty()) {
+      const size_t i = rng() % live.size();
+      // Free the block, sometimes only a prefix with the tail trimmed first.
+      const Buddy::Block blk = live[i];
+      live[i] = live.back();
+      live.pop_back();
+      const uint32_t n = 1u << blk.order;
+      if (n > 1 && rng() % 2) {
+        const uint32_t keep = 1 + static_cast<uint32_t>(rng() % (n - 1));
+        b_.free_range(blk.idx + keep, n - keep, false, now);
+        descs_[blk.idx].npages = keep;
+        b_.free_range(blk.idx, keep, false, now);
+      } else {
+        b_.free_range(blk.idx, n, false, now);
+      }
+    } else {
+      // A reporting round on a random order, some madvise calls "failing".
+      uint32_t ids[32];
+      uint64_t next = ~0ull;
+      const unsigned order = static_cast<unsigned>(rng() % (kMaxOrder + 1));
+      const unsigned n = b_.isolate_cold(order, now, rng() % 200, ids, 32, &next);
+      ASSERT_EQ(b_.check(false), 0u) << "with blocks isolated";
+      for (unsigned k = 0; k < n; ++k) b_.putback(ids[k], rng() % 8 != 0, now);
+    }
+    ASSERT_EQ(b_.check(true), 0u) << "after step " << step << " op " << op;
+  }
+  for (const auto& blk : live) b_.free_range(blk.idx, 1u << blk.order, false, now);
+  EXPECT_EQ(b_.check(true), 0u);
+  EXPECT_EQ(b_.counts().free_pages, kPages);
+}
+
+}  // namespace

@@ -1,0 +1,170 @@
+// Free page reporting end to end, measured in this process's RSS: freed
+// memory goes back to the OS after the cold time, warm memory is reused
+// first, merged blocks are re-reported, reported memory is zero, and with
+// the reporter off nothing is given back.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "test_util.h"
+
+using namespace ebbtest;
+
+namespace {
+
+constexpr size_t kTotal = 256 * kMiB;
+
+// Mixed small, medium and large objects adding up to kTotal, all touched.
+std::vector<void*> allocate_mixed(size_t total) {
+  std::vector<void*> v;
+  v.reserve(200000);
+  std::mt19937_64 rng(1);
+  size_t sum = 0;
+  while (sum < total) {
+    const unsigned kind = rng() % 10;
+    size_t n = kind < 6 ? 16 + rng() % 1024 : (kind < 9 ? 4096 + rng() % 60000 : 200000 + rng() % (2 << 20));
+    void* p = malloc(n);
+    touch(p, n);
+    v.push_back(p);
+    sum += n;
+  }
+  return v;
+}
+
+bool reporter_on() { return ebb_options()->reporter != 0; }
+
+TEST(Reporting, RssFallsAfterTheColdTimeWithNoFurtherCalls) {
+  if (!reporter_on()) GTEST_SKIP() << "reporter is off";
+  std::vector<void*> v = allocate_mixed(kTotal);
+  const uint64_t peak = rss_bytes();
+  for (void* p : v) free(p);
+  std::vector<void*>().swap(v);
+  const uint64_t t0 = now_ms();
+  // No allocator calls from here: the reporter (and its drain of this
+  // thread's idle cache) must do it all by itself.
+  uint64_t rss = peak;
+  while (now_ms() - t0 < 10000) {
+    sleep_ms(100);
+    rss = rss_bytes();
+    if (rss < peak && peak - rss >= kTotal * 9 / 10) break;
+  }
+  const uint64_t took = now_ms() - t0;
+  ebb_stats_t s = stats();
+  printf("peak %.1f MiB -> %.1f MiB after %llu ms; reported %.1f MiB in %llu madvise calls\n",
+         peak / 1048576.0, rss / 1048576.0, static_cast<unsigned long long>(took),
+         s.reported_bytes_total / 1048576.0, static_cast<unsigned long long>(s.madvise_calls));
+  EXPECT_LT(rss, peak);
+  EXPECT_GE(peak - rss, kTotal * 9 / 10) << "RSS must fall by 90% of what was freed";
+  EXPECT_GT(s.reported_bytes_total, 0u);
+  EXPECT_EQ(s.reporter_thread_running, 1u);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+TEST(Reporting, ReportNowGivesBackAtOnceAndReportedMemoryIsZero) {
+  const size_t n = 16 * kMiB;  // a buddy block (up to 32 MiB), not a mapping of its own
+  auto* p = static_cast<unsigned char*>(malloc(n));
+  touch(p, n, 0x5A);
+  const uint64_t before = rss_bytes();
+  free(p);
+  EXPECT_GT(ebb_report_now(), n / 2);
+  EXPECT_LT(rss_bytes() + n * 9 / 10, before + 4 * kMiB);
+  // calloc of reported memory: zero without being written (still not resident).
+  const ebb_stats_t s0 = stats();
+  auto* q = static_cast<unsigned char*>(calloc(1, n));
+  ASSERT_NE(q, nullptr);
+  const ebb_stats_t s1 = stats();
+  EXPECT_GT(s1.reported_fallbacks, s0.reported_fallbacks);
+  EXPECT_LT(rss_bytes(), before - n / 2) << "calloc must not touch reported pages";
+  for (size_t i = 0; i < n; i += 1024)
+    if (q[i] != 0) FAIL() << "byte " << i;
+  free(q);
+}
+
+// Four blocks of 4 MiB; returns two that are not buddies, keeping the others
+// (their buddies) allocated so nothing merges.
+struct Pair {
+  void* a;
+  void* b;
+  std::vector<void*> keep;
+};
+Pair non_buddies(size_t sz) {
+  Pair r{};
+  std::vector<void*> blocks;
+  for (int i = 0; i < 8; ++i) {
+    blocks.push_back(malloc(sz));
+    touch(blocks.back(), sz);
+  }
+  for (size_t i = 0; i < blocks.size() && !r.b; ++i)
+    for (size_t j = i + 1; j < blocks.size() && !r.b; ++j) {
+      const uintptr_t x = reinterpret_cast<uintptr_t>(blocks[i]) ^ reinterpret_cast<uintptr_t>(blocks[j]);
+      if (x != sz) {
+        r.a = blocks[i];
+        r.b = blocks[j];
+      }
+    }
+  for (void* p : blocks)
+    if (p != r.a && p != r.b) r.keep.push_back(p);
+  return r;
+}
+
+TEST(Reporting, WarmBlocksAreHandedOutBeforeReportedOnes) {
+  const size_t sz = 4 * kMiB;
+  Pair pr = non_buddies(sz);
+  free(pr.a);
+  ebb_report_now();  // a is reported now
+  free(pr.b);        // b is warm
+  const ebb_stats_t s0 = stats();
+  void* q = malloc(sz);
+  const ebb_stats_t s1 = stats();
+  EXPECT_EQ(q, pr.b) << "the warm block must be reused first";
+  EXPECT_EQ(s1.reported_fallbacks, s0.reported_fallbacks);
+  free(q);
+  for (void* p : pr.keep) free(p);
+}
+
+TEST(Reporting, MergedReportedAndWarmBlockIsReReportedOnlyWhereResident) {
+  const size_t sz = 4 * kMiB;
+  std::vector<void*> blocks;
+  void *a = nullptr, *buddy = nullptr;
+  for (int i = 0; i < 16 && !buddy; ++i) {
+    void* p = malloc(sz);
+    touch(p, sz);
+    for (void* o : blocks)
+      if ((reinterpret_cast<uintptr_t>(o) ^ reinterpret_cast<uintptr_t>(p)) == sz) {
+        a = o;
+        buddy = p;
+      }
+    blocks.push_back(p);
+  }
+  ASSERT_TRUE(buddy) << "no buddy pair found";
+  free(a);
+  ebb_report_now();
+  const uint64_t rss_before = rss_bytes();
+  free(buddy);  // merges with the reported a into one warm 8 MiB block
+  const ebb_stats_t s0 = stats();
+  ebb_report_now();
+  const ebb_stats_t s1 = stats();
+  // Only the resident half is madvised again.
+  // (Other memory this test process freed may be reported too, but the
+  // already reported half must not be madvised again.)
+  EXPECT_GE(s1.reported_bytes_total - s0.reported_bytes_total, sz);
+  EXPECT_LT(s1.reported_bytes_total - s0.reported_bytes_total, 2 * sz);
+  EXPECT_LT(rss_bytes(), rss_before - sz * 9 / 10);
+  for (void* p : blocks)
+    if (p != a && p != buddy) free(p);
+}
+
+TEST(ReporterOff, RssStaysWhenTheReporterIsOff) {
+  if (reporter_on()) GTEST_SKIP() << "run with EBBMALLOC_REPORTER=0";
+  std::vector<void*> v = allocate_mixed(kTotal / 2);
+  const uint64_t peak = rss_bytes();
+  for (void* p : v) free(p);
+  sleep_ms(2500);
+  const uint64_t rss = rss_bytes();
+  EXPECT_GT(rss + 8 * kMiB, peak) << "without the reporter nothing is given back";
+  EXPECT_EQ(stats().reporter_thread_running, 0u);
+  EXPECT_EQ(stats().madvise_calls, 0u);
+}
+
+}  // namespace
