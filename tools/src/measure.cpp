@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -383,7 +384,11 @@ std::string exec_error_status(int err) {
 
 // Child side of the fork: only async-signal-safe calls from here on.
 [[noreturn]] void child_exec(char** argv, char** envp, int out_fd, int err_fd,
-                             int report_fd) {
+                             int report_fd, pid_t parent) {
+  // If the measuring process dies (killed, Ctrl-C), don't leave the command
+  // running on its own. (The setting survives execvp.)
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(127);  // it died before the prctl
   if (out_fd >= 0) dup2(out_fd, STDOUT_FILENO);
   if (err_fd >= 0) dup2(err_fd, STDERR_FILENO);
   // Setting environ before execvp (rather than execvpe) makes a PATH given
@@ -454,6 +459,7 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
   }
 
   fflush(nullptr);  // don't let the child inherit unflushed stdio buffers
+  const pid_t parent = getpid();
   const double t0 = now_s();
   pid_t pid = fork();
   if (pid < 0) {
@@ -463,7 +469,7 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
     close_captured();
     return r;
   }
-  if (pid == 0) child_exec(cargv.data(), envp.data(), out_fd, err_fd, report[1]);
+  if (pid == 0) child_exec(cargv.data(), envp.data(), out_fd, err_fd, report[1], parent);
 
   close(report[1]);
   int child_errno = 0;

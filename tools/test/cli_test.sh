@@ -96,6 +96,9 @@ crash)
   run --alloc glibc -- sh -c 'exit 7'
   expect_rc 1
   status_of glibc | grep -q 'exit 7' || fail "status should show exit 7"
+  run --alloc glibc --timeout 0.3 -- sleep 20
+  expect_rc 1
+  status_of glibc | grep -q 'timeout' || fail "status should show the timeout"
   ;;
 unwritable)
   # Checked before anything runs: the marker file must not appear.
@@ -120,6 +123,10 @@ missing)
   EBBRUN_EBB_LIB=/nonexistent/libebbmalloc.so run --alloc ebb -- true
   expect_rc 1
   expect_err "none of the requested allocators"
+  # --install has nothing to do when only glibc is asked for.
+  run --install --alloc glibc -- true
+  expect_rc 0
+  expect_err "already installed"
   ;;
 env)
   # The preload goes in front of an existing LD_PRELOAD; --env reaches only
