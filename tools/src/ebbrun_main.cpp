@@ -409,10 +409,14 @@ std::string color_for(const std::string& name, size_t index) {
 bool write_plot(const std::string& path, const std::vector<AllocRuns>& all,
                 const Config& c) {
   ebb::svg::Chart chart;
+  // The command as the subtitle shows it: the program's base name is enough
+  // (the table above names it in full).
+  std::vector<std::string> short_cmd = c.cmd;
+  short_cmd[0] = short_cmd[0].substr(short_cmd[0].rfind('/') + 1);
   chart.title = "Memory of the process tree (RSS) over time, by allocator";
   chart.subtitle = "sampled every " + std::to_string(c.interval_ms) + " ms" +
                    (c.runs > 1 ? ", median-time run of " + std::to_string(c.runs) : "") +
-                   "  \u2014  $ " + shell_join(c.cmd);
+                   "  \u2014  $ " + shell_join(short_cmd);
   chart.x_label = "time (s)";
   chart.y_label = "RSS (MiB)";
   for (size_t i = 0; i < all.size(); ++i) {
