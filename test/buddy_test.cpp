@@ -125,6 +125,21 @@ TEST_F(BuddyTest, FreeOfReportableOrderNotifies) {
   EXPECT_GT(notified_, 0);
 }
 
+TEST_F(BuddyTest, CheckerDetectsCorruption) {
+  Buddy::Block a = take(2, 0);
+  Buddy::Block s = take(2, 0);
+  (void)s;
+  give(a, 1);
+  ASSERT_EQ(b_.check(false), 0u);
+  descs_[a.idx].nrep = 1;  // count no longer matches the page bits
+  EXPECT_GT(b_.check(false), 0u);
+  descs_[a.idx].nrep = 0;
+  descs_[a.idx + 1].kind = PageKind::kFreeHead;  // overlapping block
+  EXPECT_GT(b_.check(false), 0u);
+  descs_[a.idx + 1].kind = PageKind::kFreeTail;
+  EXPECT_EQ(b_.check(false), 0u);
+}
+
 TEST_F(BuddyTest, LongRandomSequencesKeepEveryInvariant) {
   std::mt19937_64 rng(12345);
   std::vector<Buddy::Block> live;
