@@ -13,10 +13,15 @@ namespace ebb {
 
 namespace {
 
+// One line on stderr; the caller keeps the default.
+void bad_value(OutBuf& out, const char* name, const char* value, const char* expected) {
+  out.str("ebbmalloc: ").str(name).str("='").str(value).str("' is not valid (expected ").str(expected);
+  out.str("); using the default ");
+}
 void bad_value(const char* name, const char* value, const char* expected, const char* dflt) {
   OutBuf out(2);
-  out.str("ebbmalloc: ").str(name).str("='").str(value).str("' is not valid (expected ").str(expected);
-  out.str("); using the default ").str(dflt).chr('\n');
+  bad_value(out, name, value, expected);
+  out.str(dflt).chr('\n');
 }
 
 // Parses a decimal number in [lo, hi]; false on anything else.
@@ -71,17 +76,6 @@ const BoolOpt kBool[] = {
     {"CHECK", &Options::check},
 };
 
-void format_default(char* buf, uint64_t v) {
-  char tmp[24];
-  int i = 23;
-  tmp[i] = 0;
-  do {
-    tmp[--i] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v);
-  strcpy(buf, tmp + i);
-}
-
 void apply(Options* o, const char* key, const char* value) {
   char full[64] = "EBBMALLOC_";
   strncat(full, key, sizeof(full) - 11);
@@ -91,9 +85,9 @@ void apply(Options* o, const char* key, const char* value) {
     if (parse_u64(value, n.lo, n.hi, &v)) {
       o->*n.field = static_cast<uint32_t>(v);
     } else {
-      char d[24];
-      format_default(d, o->*n.field);
-      bad_value(full, value, n.expected, d);
+      OutBuf out(2);
+      bad_value(out, full, value, n.expected);
+      out.u64(o->*n.field).chr('\n');
     }
     return;
   }

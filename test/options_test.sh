@@ -1,0 +1,35 @@
+#!/bin/bash
+# A bad EBBMALLOC_* value gets one clear line on stderr and the default; the
+# program still runs. Good values are taken.
+set -u
+lib="$1"
+fail=0
+expect_line() {  # var=value, pattern
+  local err
+  err=$(env "$1" LD_PRELOAD="$lib" /bin/echo ran 2>&1 >/dev/null)
+  local n
+  n=$(printf '%s\n' "$err" | grep -c "$2")
+  if [ "$n" != 1 ] || [ "$(printf '%s\n' "$err" | grep -c .)" != 1 ]; then
+    echo "FAIL $1: expected exactly one line matching '$2', got: $err"
+    fail=1
+  else
+    echo "ok   $1 -> $err"
+  fi
+}
+expect_line EBBMALLOC_COLD_MS=abc "EBBMALLOC_COLD_MS='abc' is not valid.*using the default 1000"
+expect_line EBBMALLOC_COLD_MS= "EBBMALLOC_COLD_MS='' is not valid"
+expect_line EBBMALLOC_REPORT_ORDER=99 "EBBMALLOC_REPORT_ORDER='99' is not valid.*default 0"
+expect_line EBBMALLOC_BATCH=99999999999999999999999 "EBBMALLOC_BATCH=.* is not valid.*default 32"
+expect_line EBBMALLOC_MADVISE=sometimes "EBBMALLOC_MADVISE='sometimes' is not valid.*default dontneed"
+expect_line EBBMALLOC_REPORTER=maybe "EBBMALLOC_REPORTER='maybe' is not valid.*default 1"
+expect_line EBBMALLOC_NO_SUCH_THING=1 "unknown option EBBMALLOC_NO_SUCH_THING"
+# The program's own output is unaffected.
+out=$(EBBMALLOC_COLD_MS=abc LD_PRELOAD="$lib" /bin/echo ran 2>/dev/null)
+[ "$out" = ran ] || { echo "FAIL: program output changed: $out"; fail=1; }
+# A good value is taken (verbose start-up line shows it).
+err=$(EBBMALLOC_VERBOSE=1 EBBMALLOC_COLD_MS=250 EBBMALLOC_REPORT_ORDER=3 LD_PRELOAD="$lib" /bin/echo ran 2>&1 >/dev/null)
+if ! printf '%s\n' "$err" | grep -q "cold 250 ms, report order 3"; then
+  echo "FAIL: good values not taken: $err"
+  fail=1
+fi
+[ "$fail" = 0 ] && echo "options test OK" || { echo "options test FAILED"; exit 1; }
