@@ -26,10 +26,7 @@ bool PageHeap::grow_for(unsigned order, uint64_t now) {
   const uint32_t start = static_cast<uint32_t>(align_up(old, need));
   uint64_t end = uint64_t{start} + (need > kGrowPages ? need : kGrowPages);
   if (end > region_.total_pages()) end = uint64_t{start} + need;
-  if (end > region_.total_pages() || !region_.grow(static_cast<uint32_t>(end))) {
-    ++grow_failures_;
-    return false;
-  }
+  if (end > region_.total_pages() || !region_.grow(static_cast<uint32_t>(end))) return false;
   // With EBBMALLOC_VERBOSE, say when the heap first serves memory: tests use
   // it to check that a preloaded program really allocates from ebbmalloc.
   if (verbose_ && old == 0) log_line("heap: first allocation served");

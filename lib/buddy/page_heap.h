@@ -32,7 +32,6 @@ class PageHeap {
 
   uint64_t fallbacks() const { return fallbacks_; }
   uint64_t fallback_pages() const { return fallback_pages_; }
-  uint64_t grow_failures() const { return grow_failures_; }
 
  private:
   bool grow_for(unsigned order, uint64_t now);
@@ -42,7 +41,6 @@ class PageHeap {
   Buddy buddy_;
   uint64_t fallbacks_ = 0;       // allocations that used reported memory
   uint64_t fallback_pages_ = 0;  // pages of reported memory handed out
-  uint64_t grow_failures_ = 0;
   bool verbose_ = false;
 };
 

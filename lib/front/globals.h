@@ -19,8 +19,6 @@ struct alignas(64) FastGlobals {
   uint8_t* page_class = nullptr;
 };
 
-struct HugeEntry;
-
 struct Globals {
   Options opts;
   PageHeap heap;

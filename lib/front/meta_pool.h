@@ -19,7 +19,6 @@ class MetaPool {
     if (!free_) return nullptr;
     Node* n = free_;
     free_ = n->next;
-    ++in_use_;
     return new (static_cast<void*>(n)) T();
   }
   void put(T* t) {
@@ -28,10 +27,8 @@ class MetaPool {
     Node* n = reinterpret_cast<Node*>(t);
     n->next = free_;
     free_ = n;
-    --in_use_;
   }
   size_t mapped_bytes() const { return mapped_; }
-  size_t in_use() const { return in_use_; }
   Mutex& lock() { return lock_; }
 
  private:
@@ -54,7 +51,6 @@ class MetaPool {
   Mutex lock_;
   Node* free_ = nullptr;
   size_t mapped_ = 0;
-  size_t in_use_ = 0;
 };
 
 }  // namespace ebb

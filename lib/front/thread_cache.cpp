@@ -93,7 +93,6 @@ ThreadCache* thread_init() {
     return nullptr;
   }
   for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].max = class_info(c).cache_max;
-  tc->tid = os::gettid();
   registry_link(tc);
   // Registers the exit destructor; for early keys this never allocates,
   // and if it does the allocation is served uncached (kSetup).

@@ -40,7 +40,6 @@ struct alignas(64) ThreadCache {
   uint64_t seen_ms = 0;
   ThreadCache* reg_prev = nullptr;    // registry links (registry lock)
   ThreadCache* reg_next = nullptr;
-  int tid = 0;
 };
 
 enum class ThreadState : uint8_t { kNone = 0, kActive, kSetup, kExited };
