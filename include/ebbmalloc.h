@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define EBB_STATS_VERSION 1
+#define EBB_STATS_VERSION 2
 #define EBB_NUM_ORDERS 14 /* buddy orders 0 (4 KiB) .. 13 (32 MiB) */
 
 /* Filled by ebb_stats(). Byte figures are a consistent-enough snapshot
@@ -29,6 +29,7 @@ typedef struct ebb_stats {
   uint64_t free_warm_bytes;     /* free in the page heap, still resident */
   uint64_t free_reported_bytes; /* free in the page heap, given back (or never touched) */
   uint64_t cached_bytes;        /* free objects in thread caches and partly used slabs */
+  uint64_t slab_reported_bytes; /* pages of partly used slabs given back (part of cached) */
   uint64_t huge_bytes;          /* objects in their own mappings */
   uint64_t metadata_bytes;      /* descriptors in use, slab headers, thread caches */
   uint64_t free_blocks[EBB_NUM_ORDERS];     /* free blocks per order */
@@ -37,10 +38,11 @@ typedef struct ebb_stats {
   uint64_t reporter_wakeups;   /* times the reporter thread woke to work */
   uint64_t reported_blocks_total; /* blocks isolated and reported */
   uint64_t reported_bytes_total;  /* bytes given back with madvise */
+  uint64_t slab_pages_reported_total; /* of those, pages of partly used slabs */
   uint64_t madvise_calls;
   uint64_t madvise_failures;
   uint64_t reported_fallbacks;      /* allocations that had to use reported memory */
-  uint64_t reported_fallback_bytes; /* bytes of reported memory handed out */
+  uint64_t reported_fallback_bytes; /* bytes of reported memory handed out (pages and slab pages) */
   uint64_t cache_drains;            /* idle thread caches drained by the reporter */
   uint64_t thread_caches;           /* live thread caches */
   uint64_t reporter_thread_running; /* 1 if the reporter thread exists */

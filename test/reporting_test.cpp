@@ -61,6 +61,51 @@ TEST(Reporting, RssFallsAfterTheColdTimeWithNoFurtherCalls) {
   EXPECT_EQ(ebb_check_heap(), 0u);
 }
 
+TEST(Reporting, FreePagesOfSlabsStillInUseAreGivenBack) {
+  if (!reporter_on()) GTEST_SKIP() << "reporter is off";
+  // 128 MiB of 8 KiB and 16 KiB objects (alternating); one in eight of each
+  // size survives, so every slab (8 objects) stays in use: only pages
+  // inside slabs can go back.
+  constexpr size_t kSlabbed = 128 * kMiB;
+  std::vector<char*> v;
+  size_t sum = 0;
+  for (unsigned i = 0; sum < kSlabbed; ++i) {
+    const size_t n = i % 2 ? 8192 : 16384;
+    char* p = static_cast<char*>(malloc(n));
+    touch(p, n, static_cast<unsigned char>(i));
+    v.push_back(p);
+    sum += n;
+  }
+  const ebb_stats_t s0 = stats();
+  const uint64_t peak = rss_bytes();
+  auto survives = [](size_t i) { return (i / 2) % 8 == 0; };
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!survives(i)) free(v[i]);
+  EXPECT_EQ(stats().mapped_bytes, s0.mapped_bytes);
+  const uint64_t t0 = now_ms();
+  uint64_t rss = peak;
+  while (now_ms() - t0 < 10000) {
+    sleep_ms(100);
+    rss = rss_bytes();
+    if (rss < peak && peak - rss >= kSlabbed * 3 / 4) break;
+  }
+  const ebb_stats_t s = stats();
+  printf("peak %.1f MiB -> %.1f MiB after %llu ms; %llu slab pages reported\n", peak / 1048576.0,
+         rss / 1048576.0, static_cast<unsigned long long>(now_ms() - t0),
+         static_cast<unsigned long long>(s.slab_pages_reported_total));
+  EXPECT_GE(peak - rss, kSlabbed * 3 / 4) << "7/8 of the slabbed memory was freed";
+  EXPECT_GE(s.slab_reported_bytes, kSlabbed * 3 / 4);
+  // The survivors kept their contents.
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!survives(i)) continue;
+    const size_t n = i % 2 ? 8192 : 16384;
+    for (size_t k = 0; k < n; k += 512) ASSERT_EQ(static_cast<unsigned char>(v[i][k]), static_cast<unsigned char>(i));
+  }
+  EXPECT_EQ(ebb_check_heap(), 0u);
+  for (size_t i = 0; i < v.size(); ++i)
+    if (survives(i)) free(v[i]);
+}
+
 TEST(Reporting, ReportNowGivesBackAtOnceAndReportedMemoryIsZero) {
   const size_t n = 16 * kMiB;  // a buddy block (up to 32 MiB), not a mapping of its own
   auto* p = static_cast<unsigned char*>(malloc(n));

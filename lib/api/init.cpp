@@ -61,6 +61,7 @@ bool do_init() {
   g.heap.buddy().set_split_warm_first(g.opts.split_warm);
   g.reporter.init(&g.heap, &g.opts);
   g.reporter.set_cache_hook(&drain_idle_caches);
+  g.reporter.set_slab_hook(&central_report_cold);
   thread_cache_global_init();
   g_fast.page_class = g.heap.region().page_class();
   g_fast.reserved = g.heap.region().reserved_bytes();

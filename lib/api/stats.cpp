@@ -19,9 +19,9 @@ void fill(ebb_stats_t* s) {
   s->version = EBB_STATS_VERSION;
   s->num_orders = EBB_NUM_ORDERS;
   if (!initialized()) return;
-  uint64_t slab_bytes, slab_free, slabs, huge_bytes, huge_count, ncaches;
+  uint64_t huge_bytes, huge_count, ncaches;
   const uint64_t cached = thread_cache_bytes(&ncaches);
-  central_totals(&slab_bytes, &slab_free, &slabs);
+  const CentralTotals ct = central_totals();
   huge_totals(&huge_bytes, &huge_count);
   uint64_t frontier, free_pages, reported_pages, isolated;
   {
@@ -36,14 +36,15 @@ void fill(ebb_stats_t* s) {
     reported_pages = c.reported_pages;
     isolated = c.isolated_pages;
     s->reported_fallbacks = g.heap.fallbacks();
-    s->reported_fallback_bytes = g.heap.fallback_pages() << kPageShift;
+    s->reported_fallback_bytes = (g.heap.fallback_pages() << kPageShift) + ct.refaulted_bytes;
   }
   const uint64_t heap_bytes = frontier << kPageShift;
   const uint64_t meta = (frontier * (sizeof(PageDesc) + 1)) + g.slab_pool.mapped_bytes();
   s->mapped_bytes = heap_bytes + huge_bytes + meta;
   s->free_warm_bytes = (free_pages - reported_pages + isolated) << kPageShift;
   s->free_reported_bytes = reported_pages << kPageShift;
-  s->cached_bytes = cached + slab_free;
+  s->cached_bytes = cached + ct.free_bytes;
+  s->slab_reported_bytes = ct.reported_bytes;
   s->huge_bytes = huge_bytes;
   s->metadata_bytes = meta;
   const uint64_t used_pages_bytes = heap_bytes - ((free_pages + isolated) << kPageShift);
@@ -51,12 +52,13 @@ void fill(ebb_stats_t* s) {
   // slabs and caches.
   const uint64_t in_use = used_pages_bytes + huge_bytes;
   s->live_bytes = in_use > s->cached_bytes ? in_use - s->cached_bytes : 0;
-  s->resident_bytes = s->mapped_bytes - s->free_reported_bytes;
+  s->resident_bytes = s->mapped_bytes - s->free_reported_bytes - s->slab_reported_bytes;
   const ReporterStats& r = g.reporter.stats();
   s->reporter_passes = r.passes.load(std::memory_order_relaxed);
   s->reporter_wakeups = r.wakeups.load(std::memory_order_relaxed);
   s->reported_blocks_total = r.blocks.load(std::memory_order_relaxed);
   s->reported_bytes_total = r.bytes.load(std::memory_order_relaxed);
+  s->slab_pages_reported_total = r.slab_pages.load(std::memory_order_relaxed);
   s->madvise_calls = r.madvise_calls.load(std::memory_order_relaxed);
   s->madvise_failures = r.madvise_failures.load(std::memory_order_relaxed);
   s->cache_drains = r.cache_drains.load(std::memory_order_relaxed);
@@ -95,6 +97,7 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
     field(o, "free_warm_bytes", s.free_warm_bytes, true);
     field(o, "free_reported_bytes", s.free_reported_bytes, true);
     field(o, "cached_bytes", s.cached_bytes, true);
+    field(o, "slab_reported_bytes", s.slab_reported_bytes, true);
     field(o, "huge_bytes", s.huge_bytes, true);
     field(o, "metadata_bytes", s.metadata_bytes, true);
     o.str(",\"free_blocks\":[");
@@ -106,6 +109,7 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
     field(o, "reporter_wakeups", s.reporter_wakeups, true);
     field(o, "reported_blocks_total", s.reported_blocks_total, true);
     field(o, "reported_bytes_total", s.reported_bytes_total, true);
+    field(o, "slab_pages_reported_total", s.slab_pages_reported_total, true);
     field(o, "madvise_calls", s.madvise_calls, true);
     field(o, "madvise_failures", s.madvise_failures, true);
     field(o, "reported_fallbacks", s.reported_fallbacks, true);
@@ -123,6 +127,7 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
   o.str("  free warm     ").pad(12).bytes(s.free_warm_bytes).chr('\n');
   o.str("  free reported ").pad(12).bytes(s.free_reported_bytes).chr('\n');
   o.str("  cached        ").pad(12).bytes(s.cached_bytes).chr('\n');
+  o.str("  slab reported ").pad(12).bytes(s.slab_reported_bytes).chr('\n');
   o.str("  huge          ").pad(12).bytes(s.huge_bytes).chr('\n');
   o.str("  metadata      ").pad(12).bytes(s.metadata_bytes).chr('\n');
   o.str("  order  block-size   free  reported\n");
@@ -135,6 +140,7 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
   field(o, "reporter wakeups", s.reporter_wakeups, false);
   field(o, "blocks reported", s.reported_blocks_total, false);
   o.str("  bytes reported: ").bytes(s.reported_bytes_total).chr('\n');
+  field(o, "slab pages reported", s.slab_pages_reported_total, false);
   field(o, "madvise calls", s.madvise_calls, false);
   field(o, "madvise failures", s.madvise_failures, false);
   field(o, "fallbacks to reported memory", s.reported_fallbacks, false);
@@ -172,8 +178,9 @@ EBB_EXPORT const ebb_options_t* ebb_options(void) {
 
 EBB_EXPORT unsigned ebb_check_heap(void) {
   if (!ensure_init()) return 0;
+  unsigned errors = central_check(true);
   LockGuard h(g.heap.lock());
-  return g.heap.buddy().check(true);
+  return errors + g.heap.buddy().check(true);
 }
 
 }  // extern "C"

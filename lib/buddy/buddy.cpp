@@ -320,7 +320,8 @@ unsigned Buddy::check(bool print) const {
           }
         break;
       case PageKind::kSlab:
-        if (h.reported) bad("in-use slab page marked reported", i, 0);
+        // A slab's pages may be reported while it is in use: the central
+        // bins own those bits (central_check verifies them).
         break;
       case PageKind::kFreeTail:
       case PageKind::kLargeTail:

@@ -35,7 +35,8 @@ bool PageHeap::grow_for(unsigned order, uint64_t now) {
   return true;
 }
 
-bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out) {
+bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
+                           bool keep_reported) {
   unsigned order = log2_ceil(npages);
   if (order < align_order) order = align_order;
   if (order > kMaxOrder) return false;
@@ -48,7 +49,7 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out) 
   uint32_t used_rep = 0;
   if (b.nrep) used_rep = b.nrep == size ? npages : buddy_.count_reported(b.idx, npages);
   if (npages < size) buddy_.free_range(b.idx + npages, size - npages, b.nrep != 0, now);
-  if (used_rep) {
+  if (used_rep && !keep_reported) {
     buddy_.clear_reported(b.idx, npages);
     ++fallbacks_;
     fallback_pages_ += used_rep;
@@ -59,8 +60,8 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out) 
   return true;
 }
 
-void PageHeap::free_pages(uint32_t idx, uint32_t npages) {
-  buddy_.free_range(idx, npages, false, os::now_ms());
+void PageHeap::free_pages(uint32_t idx, uint32_t npages, bool count_reported) {
+  buddy_.free_range(idx, npages, count_reported, os::now_ms());
 }
 
 }  // namespace ebb

@@ -25,10 +25,16 @@ class PageHeap {
   Buddy& buddy() { return buddy_; }
 
   // Heap lock held. Takes a block of order max(ceil(log2(npages)), align_order),
-  // keeps the first `npages` pages (reported bits cleared) and frees the tail.
-  bool alloc_pages(uint32_t npages, unsigned align_order, PageRun* out);
-  // Heap lock held. The pages are resident (warm) and their kinds reset here.
-  void free_pages(uint32_t idx, uint32_t npages);
+  // keeps the first `npages` pages and frees the tail. The kept pages'
+  // reported bits are cleared (the caller will touch them, counted as a
+  // fallback) unless `keep_reported`: then the caller owns the bits and
+  // accounts for the pages when it touches them (slabs do, page by page).
+  bool alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
+                   bool keep_reported = false);
+  // Heap lock held. The pages' kinds are reset here. Their reported bits are
+  // counted if `count_reported` (a slab whose pages were partly given back);
+  // otherwise all the pages are resident (warm) and their bits clear.
+  void free_pages(uint32_t idx, uint32_t npages, bool count_reported = false);
 
   uint64_t fallbacks() const { return fallbacks_; }
   uint64_t fallback_pages() const { return fallback_pages_; }

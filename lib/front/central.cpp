@@ -3,44 +3,180 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "front/globals.h"
+#include "os/os.h"
 
 namespace ebb {
 
 namespace {
 
-void partial_push(CentralBin& bin, Slab* s) {
+constexpr uint8_t kNoList = 0, kDirtyList = 1, kScanList = 2;
+constexpr unsigned kReportBatch = 32;  // slabs per isolate/madvise/putback round
+constexpr uint64_t kNever = ~uint64_t{0};
+
+constexpr bool slabs_fit_page_masks() {
+  for (unsigned c = 1; c <= kNumClasses; ++c)
+    if (kClasses.c[c].slab_order > 6) return false;
+  return true;
+}
+static_assert(slabs_fit_page_masks(), "a slab's pages must fit a 64-bit page mask");
+
+// ---- page and bitmap geometry ------------------------------------------------
+
+// Bits a..b (inclusive, b < 64).
+constexpr uint64_t span_mask(uint32_t a, uint32_t b) {
+  const uint32_t n = b - a + 1;
+  return (n >= 64 ? ~uint64_t{0} : ((uint64_t{1} << n) - 1)) << a;
+}
+
+uint32_t slab_pages(const SizeClass& sc) { return uint32_t{1} << sc.slab_order; }
+
+// Pages holding (part of) an object; the rest of a slab is slack, never
+// touched by an object.
+uint64_t object_pages(const SizeClass& sc) {
+  return span_mask(0, static_cast<uint32_t>((uint64_t{sc.objects} * sc.size - 1) >> kPageShift));
+}
+
+uint64_t pages_of_object(const SizeClass& sc, uint64_t i) {
+  const uint64_t off = i * sc.size;
+  return span_mask(static_cast<uint32_t>(off >> kPageShift),
+                   static_cast<uint32_t>((off + sc.size - 1) >> kPageShift));
+}
+
+// The objects overlapping slab page p are [*a, *b]; false for a slack page.
+bool objects_of_page(const SizeClass& sc, uint32_t p, uint32_t* a, uint32_t* b) {
+  const uint64_t lo = uint64_t{p} << kPageShift;
+  *a = static_cast<uint32_t>(lo / sc.size);
+  if (*a >= sc.objects) return false;
+  const uint64_t last = (lo + kPageSize - 1) / sc.size;
+  *b = last >= sc.objects ? sc.objects - 1 : static_cast<uint32_t>(last);
+  return true;
+}
+
+// Calls f(word, mask) for the bitmap words covering bits [a, b].
+template <class F>
+void for_bit_range(uint32_t a, uint32_t b, F f) {
+  for (uint32_t w = a >> 6; w <= b >> 6; ++w)
+    f(w, span_mask(w == a >> 6 ? a & 63 : 0, w == b >> 6 ? b & 63 : 63));
+}
+
+bool range_all_free(const Slab* s, uint32_t a, uint32_t b) {
+  bool all = true;
+  for_bit_range(a, b, [&](uint32_t w, uint64_t m) { all &= (s->bits[w] & m) == m; });
+  return all;
+}
+
+// Clears the free bits of [a, b]; returns how many were set.
+uint32_t range_take(Slab* s, uint32_t a, uint32_t b) {
+  uint32_t n = 0;
+  for_bit_range(a, b, [&](uint32_t w, uint64_t m) {
+    n += static_cast<uint32_t>(__builtin_popcountll(s->bits[w] & m));
+    s->bits[w] &= ~m;
+  });
+  return n;
+}
+
+// Sets the free bits of [a, b]; returns how many were clear.
+uint32_t range_give(Slab* s, uint32_t a, uint32_t b) {
+  uint32_t n = 0;
+  for_bit_range(a, b, [&](uint32_t w, uint64_t m) {
+    n += static_cast<uint32_t>(__builtin_popcountll(~s->bits[w] & m));
+    s->bits[w] |= m;
+  });
+  return n;
+}
+
+PageDesc* slab_descs(const Slab* s) { return g.heap.region().descs() + s->page; }
+
+bool has_reported_objects(const Slab* s) {
+  return (s->rep_pages & object_pages(class_info(s->cls))) != 0;
+}
+
+// ---- the partial list: [warm slabs][slabs with reported pages] ---------------
+
+void partial_push_warm(CentralBin& bin, Slab* s) {
   s->prev = nullptr;
   s->next = bin.partial;
   if (bin.partial) bin.partial->prev = s;
+  else bin.partial_tail = s;
   bin.partial = s;
   s->on_partial = true;
 }
 
+void partial_push_reported(CentralBin& bin, Slab* s) {
+  s->next = nullptr;
+  s->prev = bin.partial_tail;
+  if (bin.partial_tail) bin.partial_tail->next = s;
+  else bin.partial = s;
+  bin.partial_tail = s;
+  if (!bin.boundary) bin.boundary = s;
+  s->on_partial = true;
+}
+
+void partial_insert(CentralBin& bin, Slab* s) {
+  if (has_reported_objects(s)) partial_push_reported(bin, s);
+  else partial_push_warm(bin, s);
+}
+
 void partial_remove(CentralBin& bin, Slab* s) {
+  if (bin.boundary == s) bin.boundary = s->next;  // the rest of the run is reported too
   if (s->prev) s->prev->next = s->next;
   else bin.partial = s->next;
   if (s->next) s->next->prev = s->prev;
+  else bin.partial_tail = s->prev;
   s->prev = s->next = nullptr;
   s->on_partial = false;
 }
 
-// Bin lock held. Carves a new slab from the page heap.
-Slab* new_slab(unsigned cls) {
+// ---- the dirty and scan lists of the reporter --------------------------------
+
+void scan_push(CentralBin& bin, Slab* s, uint8_t list) {
+  Slab*& head = list == kDirtyList ? bin.dirty : bin.scan;
+  s->scan_prev = nullptr;
+  s->scan_next = head;
+  if (head) head->scan_prev = s;
+  head = s;
+  s->scan_list = list;
+}
+
+void scan_remove(CentralBin& bin, Slab* s) {
+  if (s->scan_list == kNoList) return;
+  Slab*& head = s->scan_list == kDirtyList ? bin.dirty : bin.scan;
+  if (s->scan_prev) s->scan_prev->scan_next = s->scan_next;
+  else head = s->scan_next;
+  if (s->scan_next) s->scan_next->scan_prev = s->scan_prev;
+  s->scan_prev = s->scan_next = nullptr;
+  s->scan_list = kNoList;
+}
+
+// ---- slabs -------------------------------------------------------------------
+
+void check_bin_if_enabled(CentralBin& bin, unsigned cls);
+
+// Bin lock held. Carves a new slab from the page heap and lists it.
+Slab* new_slab(CentralBin& bin, unsigned cls) {
   const SizeClass& sc = class_info(cls);
   Slab* s = g.slab_pool.get();
   if (!s) return nullptr;
-  const uint32_t npages = uint32_t{1} << sc.slab_order;
+  const uint32_t npages = slab_pages(sc);
+  const uint64_t now = os::now_ms();
   PageRun run;
   bool ok;
+  uint64_t rep = 0;
   {
     LockGuard h(g.heap.lock());
-    ok = g.heap.alloc_pages(npages, 0, &run);
+    // Pages that come from reported memory keep their bits: they are not
+    // resident, so the slab need not report them, and objects on them are
+    // handed out last.
+    ok = g.heap.alloc_pages(npages, 0, &run, /*keep_reported=*/true);
     if (ok) {
       PageDesc* d = g.heap.region().descs();
       uint8_t* pc = g.heap.region().page_class();
       for (uint32_t k = 0; k < npages; ++k) {
-        d[run.idx + k].kind = PageKind::kSlab;
-        d[run.idx + k].slab = s;
+        PageDesc& pd = d[run.idx + k];
+        pd.kind = PageKind::kSlab;
+        pd.slab = s;
+        pd.stamp = now;
+        if (pd.reported) rep |= uint64_t{1} << k;
         pc[run.idx + k] = static_cast<uint8_t>(cls);
       }
       debug_check_heap_locked();
@@ -55,33 +191,104 @@ Slab* new_slab(unsigned cls) {
   s->page = run.idx;
   s->nfree = sc.objects;
   s->hint = 0;
+  s->rep_pages = rep;
   for (uint32_t w = 0; w < kMaxSlabObjects / 64; ++w) {
     const uint32_t lo = w * 64;
     if (lo + 64 <= sc.objects) s->bits[w] = ~uint64_t{0};
     else if (lo < sc.objects) s->bits[w] = (uint64_t{1} << (sc.objects - lo)) - 1;
     else s->bits[w] = 0;
   }
+  bin.slabs++;
+  bin.free_objects += s->nfree;
+  bin.reported_pages += static_cast<uint64_t>(__builtin_popcountll(rep));
+  partial_insert(bin, s);
+  // Pages the program never touches (a partly used slab's tail, slack) are
+  // reported once cold like any other wholly free page.
+  scan_push(bin, s, kDirtyList);
   return s;
 }
 
-// Bin lock held; the slab has no live object left.
+// Bin lock held; the slab has no live or isolated object left.
 void release_slab(CentralBin& bin, Slab* s) {
-  const uint32_t npages = uint32_t{1} << class_info(s->cls).slab_order;
+  const uint32_t npages = slab_pages(class_info(s->cls));
   if (s->on_partial) partial_remove(bin, s);
+  scan_remove(bin, s);
   bin.slabs--;
   bin.free_objects -= s->nfree;
+  const uint32_t nrep = static_cast<uint32_t>(__builtin_popcountll(s->rep_pages));
+  bin.reported_pages -= nrep;
   {
     LockGuard h(g.heap.lock());
     uint8_t* pc = g.heap.region().page_class();
     for (uint32_t k = 0; k < npages; ++k) pc[s->page + k] = 0;
-    g.heap.free_pages(s->page, npages);
+    // The descriptors' reported bits match rep_pages: the buddy counts them.
+    g.heap.free_pages(s->page, npages, nrep != 0);
     debug_check_heap_locked();
   }
   g.slab_pool.put(s);
 }
 
+// Bin lock held. The objects on `pages` are handed out: those pages are
+// resident again.
+void unreport(CentralBin& bin, Slab* s, uint64_t pages) {
+  PageDesc* d = slab_descs(s);
+  for (uint64_t m = pages; m; m &= m - 1) d[__builtin_ctzll(m)].reported = 0;
+  s->rep_pages &= ~pages;
+  const uint64_t n = static_cast<uint64_t>(__builtin_popcountll(pages));
+  bin.reported_pages -= n;
+  bin.refaulted_pages += n;
+}
+
+// Bin lock held. Moves up to `want` free objects of `s` onto the chain at
+// `link`, preferring objects on resident pages; returns how many.
+unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned want, void**& link) {
+  const uint32_t words = (sc.objects + 63) / 64;
+  unsigned got = 0;
+  if (!(s->rep_pages & object_pages(sc))) {
+    for (uint32_t w = s->hint; w < words && got < want; ++w) {
+      uint64_t bits = s->bits[w];
+      while (bits && got < want) {
+        const unsigned b = static_cast<unsigned>(__builtin_ctzll(bits));
+        bits &= bits - 1;
+        char* obj = s->start + (size_t{w} * 64 + b) * sc.size;
+        *link = obj;
+        link = reinterpret_cast<void**>(obj);
+        ++got;
+      }
+      s->bits[w] = bits;
+      s->hint = bits ? w : w + 1;
+    }
+  } else {
+    // Round 0 takes objects on resident pages only; round 1 whatever is
+    // left, faulting reported pages back in.
+    for (int round = 0; round < 2 && got < want; ++round) {
+      for (uint32_t w = s->hint; w < words && got < want; ++w) {
+        for (uint64_t bits = s->bits[w]; bits && got < want; bits &= bits - 1) {
+          const unsigned b = static_cast<unsigned>(__builtin_ctzll(bits));
+          const uint64_t i = uint64_t{w} * 64 + b;
+          const uint64_t on_reported = pages_of_object(sc, i) & s->rep_pages;
+          if (on_reported) {
+            if (round == 0) continue;
+            unreport(bin, s, on_reported);
+          }
+          s->bits[w] &= ~(uint64_t{1} << b);
+          char* obj = s->start + i * sc.size;
+          *link = obj;
+          link = reinterpret_cast<void**>(obj);
+          ++got;
+        }
+      }
+    }
+    while (s->hint < words && !s->bits[s->hint]) ++s->hint;
+  }
+  s->nfree -= got;
+  bin.free_objects -= got;
+  return got;
+}
+
 // Bin lock held. Marks one object free; aborts on an invalid or double free.
-void free_object(CentralBin& bin, unsigned cls, void* p) {
+// Returns true if the slab was put on the dirty list.
+bool free_object(CentralBin& bin, unsigned cls, void* p, uint64_t now) {
   const SizeClass& sc = class_info(cls);
   const uint32_t page = g.heap.region().page_index(p);
   const PageDesc& d = g.heap.region().descs()[page];
@@ -93,16 +300,234 @@ void free_object(CentralBin& bin, unsigned cls, void* p) {
   if (i * sc.size != off || i >= sc.objects)
     fatal_pointer("free(): invalid pointer", p, "points inside an object, not at its start");
   const uint64_t bit = uint64_t{1} << (i & 63);
-  if (s->bits[i >> 6] & bit) fatal_pointer("free(): double free of", p, "the object is already free");
+  const uint64_t pages = pages_of_object(sc, i);
+  // An isolated object is free too (the reporter holds it for a moment).
+  if ((s->bits[i >> 6] & bit) || (s->iso_pages & pages))
+    fatal_pointer("free(): double free of", p, "the object is already free");
   s->bits[i >> 6] |= bit;
   if (i / 64 < s->hint) s->hint = static_cast<uint32_t>(i / 64);
   s->nfree++;
   bin.free_objects++;
+  PageDesc* sd = slab_descs(s);
+  for (uint64_t m = pages; m; m &= m - 1) sd[__builtin_ctzll(m)].stamp = now;
   if (s->nfree == sc.objects) {
     release_slab(bin, s);
-  } else if (!s->on_partial) {
-    partial_push(bin, s);
+    return false;
   }
+  if (!s->on_partial) partial_insert(bin, s);
+  if (s->scan_list != kNoList) return false;
+  scan_push(bin, s, kDirtyList);
+  return true;
+}
+
+// ---- reporting ---------------------------------------------------------------
+
+// Bin lock held. The wholly free, resident pages of `s` that have been free
+// for cold_ms; the earliest time another one becomes cold goes to *due.
+uint64_t cold_pages(const Slab* s, const SizeClass& sc, uint64_t now, uint64_t cold_ms, uint64_t* due) {
+  const PageDesc* d = slab_descs(s);
+  const uint32_t n = slab_pages(sc);
+  uint64_t cold = 0;
+  for (uint32_t p = 0; p < n; ++p) {
+    const uint64_t bit = uint64_t{1} << p;
+    if ((s->rep_pages | s->iso_pages) & bit) continue;
+    uint32_t a, b;
+    if (objects_of_page(sc, p, &a, &b) && !range_all_free(s, a, b)) continue;
+    const uint64_t at = d[p].stamp + cold_ms;
+    if (now >= at) cold |= bit;
+    else if (at < *due) *due = at;
+  }
+  return cold;
+}
+
+// Bin lock held. Takes the objects of `pages` out of the bitmap so that
+// nobody hands them out while the pages are given back.
+void isolate(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t pages) {
+  uint32_t taken = 0;
+  for (uint64_t m = pages; m; m &= m - 1) {
+    uint32_t a, b;
+    if (objects_of_page(sc, static_cast<uint32_t>(__builtin_ctzll(m)), &a, &b)) taken += range_take(s, a, b);
+  }
+  s->iso_pages = pages;
+  s->nfree -= taken;
+  bin.free_objects -= taken;
+  if (s->nfree == 0 && s->on_partial) partial_remove(bin, s);
+}
+
+// No lock held (batch lock held: only this round touches iso_pages). Gives
+// the isolated pages back; returns those that were.
+uint64_t advise_isolated(const Slab* s, uint64_t* released) {
+  uint64_t done = 0;
+  for (uint64_t m = s->iso_pages; m;) {
+    const uint32_t a = static_cast<uint32_t>(__builtin_ctzll(m));
+    const uint32_t b = a + static_cast<uint32_t>(__builtin_ctzll(~(m >> a))) - 1;
+    const uint64_t run = span_mask(a, b);
+    if (g.reporter.advise_pages(s->page + a, b - a + 1, released)) done |= run;
+    m &= ~run;
+  }
+  return done;
+}
+
+// Bin lock held. Returns the isolated objects; `reported` pages are now given
+// back (madvise failed for the others: they are retried once cold again).
+void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, uint64_t now) {
+  uint32_t back = 0;
+  uint32_t low_word = s->hint;
+  PageDesc* d = slab_descs(s);
+  for (uint64_t m = s->iso_pages; m; m &= m - 1) {
+    const uint32_t p = static_cast<uint32_t>(__builtin_ctzll(m));
+    uint32_t a, b;
+    if (objects_of_page(sc, p, &a, &b)) {
+      back += range_give(s, a, b);
+      if (a / 64 < low_word) low_word = a / 64;
+    }
+    if (reported & (uint64_t{1} << p)) d[p].reported = 1;
+    else d[p].stamp = now;
+  }
+  const uint64_t failed = s->iso_pages & ~reported;
+  s->iso_pages = 0;
+  s->hint = low_word;
+  s->rep_pages |= reported;
+  bin.reported_pages += static_cast<uint64_t>(__builtin_popcountll(reported));
+  s->nfree += back;
+  bin.free_objects += back;
+  if (s->nfree == sc.objects) {
+    release_slab(bin, s);
+    return;
+  }
+  // Re-list it in the run it now belongs to.
+  if (s->on_partial) partial_remove(bin, s);
+  if (s->nfree) partial_insert(bin, s);
+  if (failed && s->scan_list == kNoList) scan_push(bin, s, kDirtyList);
+}
+
+// One bin's share of a reporter pass; returns the next deadline.
+uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
+  const SizeClass& sc = class_info(cls);
+  CentralBin& bin = g.bins[cls];
+  uint64_t next = kNever;
+  {
+    // This pass looks at the slabs dirtied so far; frees from now on dirty
+    // them again for the next one.
+    LockGuard bl(bin.lock);
+    if (!bin.dirty) return next;
+    while (Slab* s = bin.dirty) {
+      scan_remove(bin, s);
+      scan_push(bin, s, kScanList);
+    }
+  }
+  for (;;) {
+    Slab* batch[kReportBatch];
+    uint64_t done[kReportBatch];
+    unsigned n = 0;
+    LockGuard round(g.reporter.batch_lock());
+    {
+      LockGuard bl(bin.lock);
+      const uint64_t now = os::now_ms();
+      while (n < kReportBatch && bin.scan) {
+        Slab* s = bin.scan;
+        scan_remove(bin, s);
+        uint64_t due = kNever;
+        const uint64_t cold = cold_pages(s, sc, now, cold_ms, &due);
+        if (due != kNever) {
+          scan_push(bin, s, kDirtyList);  // look again when the rest is cold
+          if (due < next) next = due;
+        }
+        if (cold) {
+          isolate(bin, sc, s, cold);
+          batch[n++] = s;
+        }
+      }
+    }
+    if (n == 0) break;
+    uint64_t pages = 0;
+    for (unsigned i = 0; i < n; ++i) {
+      done[i] = advise_isolated(batch[i], released);
+      pages += static_cast<uint64_t>(__builtin_popcountll(done[i]));
+    }
+    {
+      LockGuard bl(bin.lock);
+      const uint64_t now = os::now_ms();
+      for (unsigned i = 0; i < n; ++i) putback(bin, sc, batch[i], done[i], now);
+      check_bin_if_enabled(bin, cls);
+    }
+    g.reporter.stats_mut().slab_pages.fetch_add(pages, std::memory_order_relaxed);
+  }
+  return next;
+}
+
+// ---- checking ------------------------------------------------------------------
+
+// Bin lock held. Returns the number of problems found.
+unsigned check_bin(CentralBin& bin, unsigned cls, bool print) {
+  const SizeClass& sc = class_info(cls);
+  unsigned errors = 0;
+  auto bad = [&](const char* what, uint64_t a, uint64_t b) {
+    ++errors;
+    if (print && errors <= 10) {
+      OutBuf o(2);
+      o.str("ebbmalloc: heap check: class ").u64(cls).str(": ").str(what).str(" (").u64(a).str(", ");
+      o.u64(b).str(")\n");
+    }
+  };
+  uint64_t free_objects = 0, reported = 0, steps = 0;
+  bool in_reported = false;
+  const Slab* prev = nullptr;
+  for (const Slab* s = bin.partial; s; prev = s, s = s->next) {
+    if (++steps > bin.slabs) {
+      bad("partial list longer than the slab count", steps, bin.slabs);
+      break;
+    }
+    if (s->prev != prev) bad("broken prev link in the partial list at page", s->page, 0);
+    if (!s->on_partial || s->cls != cls) bad("listed slab not marked partial / wrong class at page", s->page, s->cls);
+    uint64_t set = 0;
+    for (uint32_t w = 0; w < kMaxSlabObjects / 64; ++w) set += static_cast<uint64_t>(__builtin_popcountll(s->bits[w]));
+    if (set != s->nfree) bad("free count differs from the bitmap (page, count)", s->page, s->nfree);
+    if (s->nfree == 0 || s->nfree >= sc.objects) bad("partial slab full or empty (page, free)", s->page, s->nfree);
+    for (uint32_t w = 0; w < s->hint && w < kMaxSlabObjects / 64; ++w)
+      if (s->bits[w]) bad("free bit before the hint (page, word)", s->page, w);
+    const bool rep = has_reported_objects(s);
+    if (rep && !in_reported) {
+      if (bin.boundary != s) bad("boundary is not the first slab with reported pages at page", s->page, 0);
+      in_reported = true;
+    } else if (!rep && in_reported) {
+      bad("warm slab behind the boundary at page", s->page, 0);
+    }
+    const PageDesc* d = slab_descs(s);
+    for (uint32_t p = 0; p < slab_pages(sc); ++p) {
+      const bool bit = (s->rep_pages >> p) & 1;
+      if (d[p].kind != PageKind::kSlab || d[p].slab != s) bad("slab page not owned by its slab (page, k)", s->page, p);
+      if (bit != (d[p].reported != 0)) bad("reported bit differs from the slab's mask (page, k)", s->page, p);
+      uint32_t a, b;
+      if (bit && s->iso_pages == 0 && objects_of_page(sc, p, &a, &b) && !range_all_free(s, a, b))
+        bad("object in use on a reported page (page, k)", s->page, p);
+    }
+    free_objects += s->nfree;
+    reported += static_cast<uint64_t>(__builtin_popcountll(s->rep_pages));
+  }
+  if (prev != bin.partial_tail) bad("partial tail pointer wrong", prev ? prev->page : 0, 0);
+  if (!in_reported && bin.boundary) bad("boundary set without reported slabs", bin.boundary->page, 0);
+  if (free_objects != bin.free_objects) bad("free object count mismatch", free_objects, bin.free_objects);
+  // Full slabs are not listed, and may hold reported slack pages.
+  if (reported > bin.reported_pages) bad("reported page count too low", reported, bin.reported_pages);
+  for (uint8_t list : {kDirtyList, kScanList}) {
+    steps = 0;
+    const Slab* p = nullptr;
+    for (const Slab* s = list == kDirtyList ? bin.dirty : bin.scan; s; p = s, s = s->scan_next) {
+      if (++steps > bin.slabs) {
+        bad("dirty/scan list longer than the slab count", list, steps);
+        break;
+      }
+      if (s->scan_list != list || s->scan_prev != p) bad("broken dirty/scan list at page", s->page, list);
+    }
+  }
+  return errors;
+}
+
+void check_bin_if_enabled([[maybe_unused]] CentralBin& bin, [[maybe_unused]] unsigned cls) {
+#ifdef EBB_DEBUG
+  if (g.opts.check && check_bin(bin, cls, true) != 0) fatal("central bin check failed (see above)");
+#endif
 }
 
 }  // namespace
@@ -116,44 +541,36 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
   void** link = &first;
   while (got < want) {
     Slab* s = bin.partial;
-    if (!s) {
-      s = new_slab(cls);
-      if (!s) break;
-      bin.slabs++;
-      bin.free_objects += s->nfree;
-      partial_push(bin, s);
+    if (!s && !(s = new_slab(bin, cls))) break;
+    const bool was_reported = has_reported_objects(s);
+    got += take_objects(bin, sc, s, want - got, link);
+    if (s->nfree == 0) {
+      partial_remove(bin, s);
+    } else if (was_reported && !has_reported_objects(s)) {
+      partial_remove(bin, s);  // every page resident again: back to the warm run
+      partial_push_warm(bin, s);
     }
-    const uint32_t words = (sc.objects + 63) / 64;
-    for (uint32_t w = s->hint; w < words && got < want; ++w) {
-      uint64_t bits = s->bits[w];
-      while (bits && got < want) {
-        const unsigned b = static_cast<unsigned>(__builtin_ctzll(bits));
-        bits &= bits - 1;
-        char* obj = s->start + (size_t{w} * 64 + b) * sc.size;
-        *link = obj;
-        link = reinterpret_cast<void**>(obj);
-        ++got;
-        s->nfree--;
-        bin.free_objects--;
-      }
-      s->bits[w] = bits;
-      s->hint = bits ? w : w + 1;
-    }
-    if (s->nfree == 0) partial_remove(bin, s);
   }
   *link = nullptr;
   *head = first;
+  check_bin_if_enabled(bin, cls);
   return got;
 }
 
 void central_free_batch(unsigned cls, void* head, unsigned n) {
   CentralBin& bin = g.bins[cls];
-  LockGuard bl(bin.lock);
-  for (unsigned i = 0; i < n && head; ++i) {
-    void* next = *static_cast<void**>(head);
-    free_object(bin, cls, head);
-    head = next;
+  bool dirtied = false;
+  {
+    const uint64_t now = os::now_ms();
+    LockGuard bl(bin.lock);
+    for (unsigned i = 0; i < n && head; ++i) {
+      void* next = *static_cast<void**>(head);
+      dirtied |= free_object(bin, cls, head, now);
+      head = next;
+    }
+    check_bin_if_enabled(bin, cls);
   }
+  if (dirtied) g.reporter.request();
 }
 
 void* central_alloc_one(unsigned cls) {
@@ -163,24 +580,48 @@ void* central_alloc_one(unsigned cls) {
 
 void central_free_one(unsigned cls, void* p) {
   CentralBin& bin = g.bins[cls];
-  LockGuard bl(bin.lock);
-  free_object(bin, cls, p);
+  bool dirtied;
+  {
+    const uint64_t now = os::now_ms();
+    LockGuard bl(bin.lock);
+    dirtied = free_object(bin, cls, p, now);
+    check_bin_if_enabled(bin, cls);
+  }
+  if (dirtied) g.reporter.request();
 }
 
-void central_totals(uint64_t* slab_bytes, uint64_t* free_bytes, uint64_t* slab_count) {
-  uint64_t sb = 0, fb = 0, sc_total = 0;
+uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released) {
+  uint64_t next = kNever;
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    const uint64_t n = report_bin(c, cold_ms, released);
+    if (n < next) next = n;
+  }
+  return next;
+}
+
+CentralTotals central_totals() {
+  CentralTotals t{};
   for (unsigned c = 1; c <= kNumClasses; ++c) {
     const SizeClass& sc = class_info(c);
+    const CentralBin& bin = g.bins[c];
     // Racy reads are fine for statistics.
-    const uint64_t slabs = __atomic_load_n(&g.bins[c].slabs, __ATOMIC_RELAXED);
-    const uint64_t fo = __atomic_load_n(&g.bins[c].free_objects, __ATOMIC_RELAXED);
-    sb += slabs * (uint64_t{4096} << sc.slab_order);
-    fb += fo * sc.size;
-    sc_total += slabs;
+    const uint64_t slabs = __atomic_load_n(&bin.slabs, __ATOMIC_RELAXED);
+    t.slab_bytes += slabs * (uint64_t{kPageSize} << sc.slab_order);
+    t.free_bytes += __atomic_load_n(&bin.free_objects, __ATOMIC_RELAXED) * sc.size;
+    t.slabs += slabs;
+    t.reported_bytes += __atomic_load_n(&bin.reported_pages, __ATOMIC_RELAXED) << kPageShift;
+    t.refaulted_bytes += __atomic_load_n(&bin.refaulted_pages, __ATOMIC_RELAXED) << kPageShift;
   }
-  *slab_bytes = sb;
-  *free_bytes = fb;
-  *slab_count = sc_total;
+  return t;
+}
+
+unsigned central_check(bool print) {
+  unsigned errors = 0;
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    LockGuard bl(g.bins[c].lock);
+    errors += check_bin(g.bins[c], c, print);
+  }
+  return errors;
 }
 
 }  // namespace ebb

@@ -1,10 +1,23 @@
 // Slabs and the central free lists: one bin per size class, each a lock and
 // a list of partly used slabs. Slabs are buddy blocks; which objects of a
-// slab are free is a bitmap kept out of band in the slab header, so that
-// whole free pages inside a slab that is still in use could be reported
-// later without touching them. Thread caches refill from and flush to the
+// slab are free is a bitmap kept out of band in the slab header, so a page
+// of a slab still in use whose objects are all free can be given back to the
+// OS without ever being touched. Thread caches refill from and flush to the
 // bins in batches; a slab whose last object comes back returns to the page
-// heap at once, where the reporter can give it back once it is cold.
+// heap at once.
+//
+// Free page reporting inside slabs (the bins' half of a reporter pass):
+//  - every page of a slab has a stamp (its descriptor's `stamp`): when an
+//    object on it was last freed, i.e. when it became wholly free if it is;
+//  - a free marks the slab "dirty" (on the bin's dirty list); the reporter
+//    looks only at dirty slabs, takes the objects of wholly free pages that
+//    have been free for cold_ms out of the bitmap (isolates them), madvises
+//    the pages with no lock held, and puts the objects back with the pages
+//    marked reported (`rep_pages`, and the descriptors' `reported` bits);
+//  - each bin's partial list is, like a buddy free list, one run of warm
+//    slabs followed by one run of slabs with reported pages (`boundary`
+//    points at the first), and a slab with reported pages prefers objects
+//    on its resident pages: reported memory is touched last.
 #pragma once
 #include <cstdint>
 
@@ -19,17 +32,28 @@ struct Slab {
   uint32_t nfree = 0;  // free objects (bits set)
   uint32_t page = 0;   // first page index
   uint32_t hint = 0;   // first bitmap word that may have a free bit
-  Slab* prev = nullptr;
+  Slab* prev = nullptr;  // partial list
   Slab* next = nullptr;
+  Slab* scan_prev = nullptr;  // the bin's dirty or scan list
+  Slab* scan_next = nullptr;
+  uint64_t rep_pages = 0;  // bit k: page k is given back (not resident)
+  uint64_t iso_pages = 0;  // bit k: page k's objects are isolated by the reporter
   bool on_partial = false;
+  uint8_t scan_list = 0;  // kNoList, kDirtyList or kScanList
   uint64_t bits[kMaxSlabObjects / 64] = {};  // 1 = free
 };
 
 struct alignas(64) CentralBin {
   Mutex lock;
-  Slab* partial = nullptr;
+  Slab* partial = nullptr;       // [slabs without reported pages][with]
+  Slab* partial_tail = nullptr;
+  Slab* boundary = nullptr;      // first slab with reported object pages
+  Slab* dirty = nullptr;         // freed into since the reporter last looked
+  Slab* scan = nullptr;          // taken from `dirty` by the running pass
   uint64_t slabs = 0;
   uint64_t free_objects = 0;
+  uint64_t reported_pages = 0;   // pages of this bin's slabs given back
+  uint64_t refaulted_pages = 0;  // reported pages handed out again
 };
 
 // Takes up to `want` objects of class `cls`, linked through their first word;
@@ -42,7 +66,22 @@ void central_free_batch(unsigned cls, void* head, unsigned n);
 void* central_alloc_one(unsigned cls);
 void central_free_one(unsigned cls, void* p);
 
-// Statistics: bytes in slabs and bytes of free objects in them.
-void central_totals(uint64_t* slab_bytes, uint64_t* free_bytes, uint64_t* slab_count);
+// The reporter's slab hook (see Reporter::SlabHook).
+uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released);
+
+struct CentralTotals {
+  uint64_t slab_bytes;      // bytes of slabs in use
+  uint64_t free_bytes;      // free objects in them
+  uint64_t slabs;
+  uint64_t reported_bytes;  // slab pages given back
+  uint64_t refaulted_bytes; // reported slab pages handed out again
+};
+// Statistics (racy reads: a snapshot good enough for reporting).
+CentralTotals central_totals();
+
+// Walks every bin: partial lists and boundaries, counts, bitmaps against
+// reported and isolated pages. Takes each bin's lock in turn; returns the
+// number of problems, printing the first ones if `print`.
+unsigned central_check(bool print);
 
 }  // namespace ebb

@@ -113,6 +113,17 @@ void Reporter::run() {
   }
 }
 
+bool Reporter::advise_pages(uint32_t idx, uint32_t n, uint64_t* released) {
+  const size_t bytes = size_t{n} << kPageShift;
+  stats_.madvise_calls.fetch_add(1, std::memory_order_relaxed);
+  if (os::advise_free(heap_->region().page_addr(idx), bytes, opts_->madv_free) != 0) {
+    stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  *released += bytes;
+  return true;
+}
+
 bool Reporter::report_block(uint32_t idx, uint64_t* released) {
   // The block is isolated: nobody else reads or writes its descriptors, so
   // the heap lock is not needed to read them here.
@@ -126,14 +137,7 @@ bool Reporter::report_block(uint32_t idx, uint64_t* released) {
     }
     uint32_t end = k + 1;
     while (end < n && !d[idx + end].reported) ++end;
-    const size_t bytes = size_t{end - k} << kPageShift;
-    stats_.madvise_calls.fetch_add(1, std::memory_order_relaxed);
-    if (os::advise_free(heap_->region().page_addr(idx + k), bytes, opts_->madv_free) != 0) {
-      stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
-      ok = false;
-    } else {
-      *released += bytes;
-    }
+    ok &= advise_pages(idx + k, end - k, released);
     k = end;
   }
   return ok;
@@ -145,6 +149,14 @@ uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released
   const unsigned batch = opts_->batch < 1 ? 1 : (opts_->batch > kMaxBatch ? kMaxBatch : opts_->batch);
   uint64_t next = kNever;
   stats_.passes.fetch_add(1, std::memory_order_relaxed);
+  // Slabs first: a slab emptied since the last pass has gone to the buddy
+  // already; what is left are free pages inside slabs still in use.
+  // (Slab pages are single pages: only when single pages are reportable.)
+  if (slab_hook_ && min_order == 0) {
+    const uint64_t before = *released;
+    next = slab_hook_(cold_ms, released);
+    stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
+  }
   // Low orders first (as upstream page_reporting does): a reported block
   // that merges with a warm buddy goes up to an order this pass has not
   // reached yet, so one pass leaves no warm block behind.

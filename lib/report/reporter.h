@@ -32,6 +32,7 @@ struct ReporterStats {
   std::atomic<uint64_t> madvise_failures{0};
   std::atomic<uint64_t> wakeups{0};
   std::atomic<uint64_t> cache_drains{0};
+  std::atomic<uint64_t> slab_pages{0};  // pages of slabs in use given back
 };
 
 class Reporter {
@@ -39,9 +40,21 @@ class Reporter {
   // Drains thread caches that have been idle for cold_ms (all if `force`);
   // returns the time the caches need looking at again (UINT64_MAX: never).
   using CacheHook = uint64_t (*)(uint64_t now, uint64_t cold_ms, bool force);
+  // Reports the free pages of slabs still in use that have been free for
+  // cold_ms (the front end's half of a pass, run in rounds under
+  // batch_lock() with advise_pages()); returns the next deadline.
+  using SlabHook = uint64_t (*)(uint64_t cold_ms, uint64_t* released);
 
   void init(PageHeap* heap, const Options* opts);
   void set_cache_hook(CacheHook h) { cache_hook_ = h; }
+  void set_slab_hook(SlabHook h) { slab_hook_ = h; }
+
+  // For the slab hook: gives pages [idx, idx+n) of the heap back (no lock
+  // held), counting calls, failures and bytes; false if madvise failed.
+  bool advise_pages(uint32_t idx, uint32_t n, uint64_t* released);
+  // Held for a whole isolate/madvise/putback round, so that fork never
+  // sees memory taken off its lists.
+  Mutex& batch_lock() { return batch_lock_; }
 
   // Cheap; may be called with the heap lock held.
   void request() {
@@ -81,7 +94,8 @@ class Reporter {
   void start_thread();
   static void* thread_main(void* arg);
   void run();
-  // One pass over orders high to low; returns the next deadline.
+  // One pass: slabs, then the buddy lists low to high; returns the next
+  // deadline.
   uint64_t pass(uint64_t cold_ms, unsigned min_order, uint64_t* released);
   bool report_block(uint32_t idx, uint64_t* released);
 
@@ -89,6 +103,7 @@ class Reporter {
   const Options* opts_ = nullptr;
   bool enabled_ = false;
   CacheHook cache_hook_ = nullptr;
+  SlabHook slab_hook_ = nullptr;
   std::atomic<uint32_t> state_{kIdle};
   std::atomic<bool> want_thread_{false};
   std::atomic<bool> running_{false};

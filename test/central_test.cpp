@@ -1,0 +1,164 @@
+// The central bins on their own (next to the system allocator): free pages
+// inside slabs that are still in use are reported, objects on resident pages
+// are handed out before objects on reported ones, and the bins' invariants
+// (partial-list boundary, counts, bitmaps against reported pages) hold
+// throughout. The reporter's slab pass is driven by hand, with cold_ms 0.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "front/central.h"
+#include "front/globals.h"
+
+using namespace ebb;
+
+namespace {
+
+// 16 KiB objects, 4 pages each (a slab holds kPer of them).
+constexpr size_t kSize = 16 * 1024;
+const unsigned kCls = size_class(kSize);
+const unsigned kPer = class_info(kCls).objects;
+
+bool page_resident(const void* p) {
+  unsigned char v = 0;
+  void* page = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095});
+  EXPECT_EQ(mincore(page, 4096, &v), 0);
+  return v & 1;
+}
+
+class CentralTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // No reporter thread: the tests run the slab pass themselves.
+    setenv("EBBMALLOC_REPORTER", "0", 1);
+    ASSERT_TRUE(ensure_init());
+  }
+  void TearDown() override { EXPECT_EQ(central_check(true), 0u); }
+
+  static std::vector<char*> alloc(unsigned n) {
+    std::vector<char*> v;
+    while (v.size() < n) {
+      void* head = nullptr;
+      const unsigned got = central_alloc_batch(kCls, n - static_cast<unsigned>(v.size()), &head);
+      EXPECT_GT(got, 0u);
+      for (unsigned i = 0; i < got; ++i) {
+        char* o = static_cast<char*>(head);
+        head = *reinterpret_cast<void**>(o);
+        v.push_back(o);
+      }
+    }
+    return v;
+  }
+  static void fill(char* o, unsigned char v) { memset(o, v, kSize); }
+  static bool holds(const char* o, unsigned char v) {
+    for (size_t k = 0; k < kSize; ++k)
+      if (static_cast<unsigned char>(o[k]) != v) return false;
+    return true;
+  }
+  static uint64_t report_cold() {
+    uint64_t released = 0;
+    central_report_cold(0, &released);
+    return released;
+  }
+};
+
+TEST_F(CentralTest, WhollyFreePagesOfSlabsInUseAreReportedAndSurvivorsKept) {
+  // 8 slabs; keep the first and last object of each so no slab empties.
+  ASSERT_GE(kPer, 4u);
+  std::vector<char*> objs = alloc(8 * kPer);
+  for (size_t i = 0; i < objs.size(); ++i) fill(objs[i], static_cast<unsigned char>(i));
+  const CentralTotals before = central_totals();
+  std::vector<char*> kept;
+  for (size_t i = 0; i < objs.size(); ++i) {
+    if (i % kPer == 0 || i % kPer == kPer - 1) kept.push_back(objs[i]);
+    else central_free_one(kCls, objs[i]);
+  }
+  EXPECT_EQ(central_totals().slabs, before.slabs) << "no slab may have been released";
+  const uint64_t released = report_cold();
+  // kPer - 2 free objects of 4 pages each in each of the 8 slabs.
+  EXPECT_EQ(released, uint64_t{8} * (kPer - 2) * kSize);
+  EXPECT_EQ(central_totals().reported_bytes - before.reported_bytes, released);
+  for (size_t i = 0; i < objs.size(); ++i) {
+    if (i % kPer == 0 || i % kPer == kPer - 1) {
+      EXPECT_TRUE(holds(objs[i], static_cast<unsigned char>(i))) << "survivor " << i << " changed";
+    } else {
+      EXPECT_FALSE(page_resident(objs[i])) << "object " << i << " should have been given back";
+    }
+  }
+  // A second pass finds nothing left to report.
+  EXPECT_EQ(report_cold(), 0u);
+  for (char* o : kept) central_free_one(kCls, o);
+}
+
+TEST_F(CentralTest, ObjectsOnResidentPagesAreHandedOutBeforeReportedOnes) {
+  std::vector<char*> objs = alloc(kPer);  // one slab
+  const unsigned last = kPer - 1;
+  for (size_t i = 1; i < last; ++i) central_free_one(kCls, objs[i]);
+  ASSERT_EQ(report_cold(), uint64_t{kPer - 2} * kSize);
+  // Free a survivor: its pages are free but resident (warm).
+  fill(objs[last], 0x5A);
+  central_free_one(kCls, objs[last]);
+  const uint64_t refaulted = central_totals().refaulted_bytes;
+  std::vector<char*> again = alloc(1);
+  EXPECT_EQ(again[0], objs[last]) << "the warm object must come before the reported ones";
+  EXPECT_EQ(central_totals().refaulted_bytes, refaulted);
+  // The next one has to come from a reported page: it is counted, and its
+  // memory reads as zero (MADV_DONTNEED).
+  std::vector<char*> more = alloc(1);
+  EXPECT_EQ(central_totals().refaulted_bytes, refaulted + kSize);
+  EXPECT_TRUE(holds(more[0] + sizeof(void*), 0) || !g.zero_reported);
+  central_free_one(kCls, objs[0]);
+  central_free_one(kCls, again[0]);
+  central_free_one(kCls, more[0]);
+}
+
+TEST_F(CentralTest, SlabWithReportedPagesGoesBackToTheHeapWithItsBitsCounted) {
+  std::vector<char*> objs = alloc(kPer);
+  for (size_t i = 1; i < kPer; ++i) central_free_one(kCls, objs[i]);
+  ASSERT_EQ(report_cold(), uint64_t{kPer - 1} * kSize);
+  const uint64_t rep_before = central_totals().reported_bytes;
+  uint64_t heap_rep_before;
+  {
+    LockGuard h(g.heap.lock());
+    heap_rep_before = g.heap.buddy().counts().reported_pages;
+  }
+  central_free_one(kCls, objs[0]);  // the slab empties and goes to the page heap
+  EXPECT_EQ(central_totals().reported_bytes, rep_before - (kPer - 1) * kSize);
+  LockGuard h(g.heap.lock());
+  EXPECT_EQ(g.heap.buddy().counts().reported_pages, heap_rep_before + (kPer - 1) * kSize / 4096);
+  EXPECT_EQ(g.heap.buddy().check(true), 0u);
+}
+
+TEST_F(CentralTest, RandomSequencesKeepTheInvariants) {
+  std::mt19937 rng(7);
+  std::vector<std::pair<char*, unsigned char>> live;
+  for (int step = 0; step < 4000; ++step) {
+    const unsigned op = rng() % 10;
+    if (op < 5 || live.empty()) {
+      for (char* o : alloc(1 + rng() % 8)) {
+        const auto v = static_cast<unsigned char>(rng());
+        memset(o, v, 64);
+        live.emplace_back(o, v);
+      }
+    } else if (op < 9) {
+      const size_t k = rng() % live.size();
+      for (int b = 0; b < 64; ++b) ASSERT_EQ(static_cast<unsigned char>(live[k].first[b]), live[k].second);
+      central_free_one(kCls, live[k].first);
+      live[k] = live.back();
+      live.pop_back();
+    } else {
+      report_cold();
+    }
+    if (step % 97 == 0) {
+      ASSERT_EQ(central_check(true), 0u);
+    }
+  }
+  for (auto& entry : live) central_free_one(kCls, entry.first);
+}
+
+}  // namespace
