@@ -10,6 +10,7 @@
 
 #include <new>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "test_util.h"
@@ -333,6 +334,47 @@ TEST(ApiDeathTest, DoubleFreeCaughtAtTheSlab) {
         free(b);
       },
       "double free");
+}
+
+TEST(ApiDeathTest, DoubleFreeOfALargeBlockInTheThreadCache) {
+  EXPECT_DEATH(
+      {
+        void* p = malloc(100000);
+        free(p);  // kept in this thread's large-block cache
+        free(p);
+      },
+      "double free");
+}
+
+TEST(Api, LargeBlocksAreReusedFromTheThreadCacheAndStayCorrect) {
+  // The same size again gets the same block back, without the heap.
+  char* p = static_cast<char*>(malloc(100000));
+  ASSERT_NE(p, nullptr);
+  memset(p, 0x11, 100000);
+  free(p);
+  char* q = static_cast<char*>(malloc(100000));
+  EXPECT_EQ(q, p);
+  EXPECT_GE(malloc_usable_size(q), 100000u);
+  // calloc of a cached (dirty) block is zeroed.
+  free(q);
+  char* z = static_cast<char*>(calloc(1, 100000));
+  ASSERT_EQ(z, p);
+  for (size_t i = 0; i < 100000; ++i) ASSERT_EQ(z[i], 0) << "at " << i;
+  // A much smaller request does not take a much larger cached block.
+  free(z);
+  char* small = static_cast<char*>(malloc(40000));
+  EXPECT_NE(small, p);
+  EXPECT_LT(malloc_usable_size(small), 100000u);
+  free(small);
+  // Blocks freed by another thread are cached there, and go back to the
+  // heap when that thread exits: nothing is lost.
+  std::vector<char*> blocks;
+  for (int i = 0; i < 32; ++i) blocks.push_back(static_cast<char*>(malloc(200000)));
+  std::thread t([&] {
+    for (char* b : blocks) free(b);
+  });
+  t.join();
+  EXPECT_EQ(ebb_check_heap(), 0u);
 }
 
 TEST(Api, OptionsAndVersion) {

@@ -6,6 +6,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "front/globals.h"
+#include "front/thread_cache.h"
 #include "os/os.h"
 
 namespace ebb {
@@ -16,6 +17,12 @@ void* large_alloc(size_t size, size_t align, bool zero) {
   if (size > kMaxBlockSize || align > kMaxBlockSize) return huge_alloc(size, align);
   const uint32_t npages = static_cast<uint32_t>((size + kPageSize - 1) >> kPageShift);
   const unsigned align_order = align > kPageSize ? log2_ceil(align) - kPageShift : 0;
+  if (align_order == 0 && npages <= kLargeCacheMaxPages) {
+    if (void* p = thread_large_take(npages)) {
+      if (zero) memset(p, 0, size);
+      return p;
+    }
+  }
   PageRun run;
   {
     LockGuard h(g.heap.lock());
@@ -52,10 +59,25 @@ PageDesc& large_head(const void* p, const char* what) {
 }  // namespace
 
 void large_free(void* p) {
+  // A valid free owns the block, so its descriptor can be read without the
+  // heap lock; anything unexpected takes the checked path below.
+  const PageDesc& peek = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead &&
+      thread_large_put(p, peek.npages))
+    return;
   {
     LockGuard h(g.heap.lock());
     PageDesc& d = large_head(p, "free(): invalid pointer");
     g.heap.free_pages(g.heap.region().page_index(p), d.npages);
+    debug_check_heap_locked();
+  }
+  g.reporter.maybe_start_thread();
+}
+
+void large_release(void* p, uint32_t npages) {
+  {
+    LockGuard h(g.heap.lock());
+    g.heap.free_pages(g.heap.region().page_index(p), npages);
     debug_check_heap_locked();
   }
   g.reporter.maybe_start_thread();

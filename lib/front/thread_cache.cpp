@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "front/central.h"
 #include "front/globals.h"
+#include "front/large.h"
 #include "front/meta_pool.h"
 #include "os/os.h"
 
@@ -56,12 +57,29 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep) {
   central_free_batch(cls, head, n);
 }
 
+// The cache's mutex held. Removes large slot i.
+LargeSlot large_remove(ThreadCache* tc, unsigned i) {
+  const LargeSlot s = tc->large[i];
+  for (unsigned k = i; k + 1 < tc->large_count; ++k) tc->large[k] = tc->large[k + 1];
+  tc->large_count--;
+  tc->large_pages -= s.npages;
+  return s;
+}
+
 void flush_all(ThreadCache* tc) {
   for (unsigned c = 1; c <= kNumClasses; ++c) flush_bin(tc, c, 0);
+  while (tc->large_count) {
+    const LargeSlot s = large_remove(tc, tc->large_count - 1);
+    large_release(s.p, s.npages);
+  }
+}
+
+void bump_epoch(ThreadCache* tc) {
+  tc->epoch.store(tc->epoch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 uint64_t cache_bytes(const ThreadCache* tc) {
-  uint64_t bytes = 0;
+  uint64_t bytes = uint64_t{__atomic_load_n(&tc->large_pages, __ATOMIC_RELAXED)} << kPageShift;
   for (unsigned c = 1; c <= kNumClasses; ++c)
     bytes += uint64_t{__atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED)} * class_info(c).size;
   return bytes;
@@ -163,7 +181,7 @@ void* malloc_small_slow(unsigned cls) {
       b.head = *static_cast<void**>(p);
       b.count--;
     }
-    tc->epoch.store(tc->epoch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    bump_epoch(tc);
   }
   g.reporter.note_activity();
   g.reporter.maybe_start_thread();
@@ -184,10 +202,47 @@ void free_small_slow(void* p, unsigned cls) {
     *static_cast<void**>(p) = b.head;
     b.head = p;
     b.count++;
-    tc->epoch.store(tc->epoch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    bump_epoch(tc);
   }
   g.reporter.note_activity();
   g.reporter.maybe_start_thread();
+}
+
+void* thread_large_take(uint32_t npages) {
+  ThreadCache* tc = my_cache();
+  if (!tc) return nullptr;
+  LockGuard m(tc->mutex);
+  // Newest first: the block most likely still in the CPU's caches.
+  for (unsigned i = tc->large_count; i-- > 0;) {
+    const uint32_t n = tc->large[i].npages;
+    if (n >= npages && n - npages <= npages / 8) {
+      bump_epoch(tc);
+      return large_remove(tc, i).p;
+    }
+  }
+  return nullptr;
+}
+
+bool thread_large_put(void* p, uint32_t npages) {
+  if (npages > kLargeCacheMaxPages) return false;
+  ThreadCache* tc = my_cache();
+  if (!tc) return false;
+  {
+    LockGuard m(tc->mutex);
+    for (unsigned i = 0; i < tc->large_count; ++i)
+      if (tc->large[i].p == p) fatal_pointer("free(): double free of", p, "the block is already free");
+    // Make room: the oldest blocks go back to the heap.
+    while (tc->large_count == kLargeSlots || (tc->large_count && tc->large_pages + npages > kLargeCacheCapPages)) {
+      const LargeSlot s = large_remove(tc, 0);
+      large_release(s.p, s.npages);
+    }
+    tc->large[tc->large_count++] = LargeSlot{p, npages};
+    tc->large_pages += npages;
+    bump_epoch(tc);
+  }
+  g.reporter.note_activity();
+  g.reporter.maybe_start_thread();
+  return true;
 }
 
 void thread_cache_flush_mine() {

@@ -29,12 +29,28 @@ struct Bin {
   uint32_t max = 0;
 };
 
+// Large blocks (above the small classes, up to kLargeCacheMaxPages) that a
+// thread freed, kept for its next large malloc of about the same size: a
+// service that allocates and frees the same buffers does not take the heap
+// lock, or split and merge buddy blocks, every time.
+constexpr uint32_t kLargeCacheMaxPages = 256;   // 1 MiB blocks at most
+constexpr uint32_t kLargeCacheCapPages = 1024;  // 4 MiB per thread at most
+constexpr unsigned kLargeSlots = 8;
+
+struct LargeSlot {
+  void* p;
+  uint32_t npages;
+};
+
 struct alignas(64) ThreadCache {
   std::atomic<uint32_t> busy{0};
   std::atomic<uint32_t> drain_req{0};
   Bin bins[kNumClasses + 1];
   // ---- slow-path state below ----
   Mutex mutex;                        // owner's slow path, or a drain
+  LargeSlot large[kLargeSlots] = {};  // oldest first (mutex)
+  uint32_t large_count = 0;
+  uint32_t large_pages = 0;
   std::atomic<uint32_t> epoch{0};     // bumped by every slow-path operation
   uint32_t seen_epoch = 0;            // reporter's view (registry lock)
   uint64_t seen_ms = 0;
@@ -90,6 +106,14 @@ EBB_INLINE void free_small(void* p, unsigned cls) {
   tc->busy.store(0, std::memory_order_release);
   free_small_slow(p, cls);
 }
+
+// The calling thread's cached large block of at least `npages` pages (and at
+// most 1/8 more), or nullptr.
+void* thread_large_take(uint32_t npages);
+// Keeps a live large block of `npages` pages in the calling thread's cache;
+// false if it does not fit (the caller frees it to the heap). Aborts if the
+// block is in the cache already (double free).
+bool thread_large_put(void* p, uint32_t npages);
 
 // Flushes the calling thread's cache back to the central bins.
 void thread_cache_flush_mine();
