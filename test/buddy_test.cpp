@@ -17,9 +17,11 @@ class BuddyTest : public ::testing::Test {
   static constexpr uint32_t kPages = 1u << 14;  // 64 MiB of pages: two top-order blocks
   void SetUp() override {
     descs_.assign(kPages, PageDesc{});
+    words_.assign(kPages / 64, 0);
+    bits_.init(words_.data());
     frontier_ = kPages;
     notified_ = 0;
-    b_.init(descs_.data(), &frontier_, /*report_order=*/0, /*mark_pages=*/1, &BuddyTest::notify);
+    b_.init(descs_.data(), &bits_, &frontier_, /*report_order=*/0, /*mark_pages=*/1, &BuddyTest::notify);
     b_.add_fresh(0, kPages, /*now=*/0);
   }
   // What PageHeap does with a block: its pages are in use now.
@@ -36,6 +38,8 @@ class BuddyTest : public ::testing::Test {
   static void notify() { ++notified_; }
 
   std::vector<PageDesc> descs_;
+  std::vector<uint64_t> words_;
+  ReportedBits bits_;
   uint32_t frontier_ = 0;
   Buddy b_;
   static inline int notified_ = 0;
@@ -186,6 +190,48 @@ TEST_F(BuddyTest, LongRandomSequencesKeepEveryInvariant) {
   for (const auto& blk : live) b_.free_range(blk.idx, 1u << blk.order, false, now);
   EXPECT_EQ(b_.check(true), 0u);
   EXPECT_EQ(b_.counts().free_pages, kPages);
+}
+
+}  // namespace
+
+namespace {
+
+// The reported-page bitmap against a plain array of bools.
+TEST(ReportedBitsTest, RangesCountsAndRunsMatchAPlainArray) {
+  constexpr uint32_t kN = 1024;
+  std::vector<uint64_t> words(kN / 64, 0);
+  ReportedBits bits;
+  bits.init(words.data());
+  std::vector<bool> ref(kN, false);
+  std::mt19937 rng(3);
+  for (int step = 0; step < 2000; ++step) {
+    const uint32_t i = rng() % kN, n = rng() % (kN - i) % 200;
+    if (rng() % 2) {
+      bits.set(i, n);
+      for (uint32_t k = i; k < i + n; ++k) ref[k] = true;
+    } else {
+      bits.clear(i, n);
+      for (uint32_t k = i; k < i + n; ++k) ref[k] = false;
+    }
+    const uint32_t qi = rng() % kN, qn = rng() % (kN - qi + 1);
+    uint32_t expect = 0;
+    for (uint32_t k = qi; k < qi + qn; ++k) expect += ref[k];
+    ASSERT_EQ(bits.count(qi, qn), expect);
+    // Runs of clear bits in [qi, qi+qn) tile exactly the clear pages.
+    std::vector<bool> seen(kN, true);
+    uint32_t a, b;
+    for (uint32_t k = qi; bits.next_clear_run(k, qi + qn, &a, &b); k = b) {
+      ASSERT_LT(a, b);
+      ASSERT_GE(a, k);
+      for (uint32_t x = a; x < b; ++x) seen[x] = false;
+    }
+    for (uint32_t k = qi; k < qi + qn; ++k) ASSERT_EQ(seen[k], ref[k]) << "page " << k;
+    // An aligned 64-page window as a mask.
+    const uint32_t base = (rng() % (kN / 64)) * 64;
+    uint64_t m = 0;
+    for (uint32_t k = 0; k < 64; ++k) m |= uint64_t{ref[base + k]} << k;
+    ASSERT_EQ(bits.get_mask(base, 64), m);
+  }
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ void fill(ebb_stats_t* s) {
     s->reported_fallback_bytes = (g.heap.fallback_pages() << kPageShift) + ct.refaulted_bytes;
   }
   const uint64_t heap_bytes = frontier << kPageShift;
-  const uint64_t meta = (frontier * (sizeof(PageDesc) + 1)) + g.slab_pool.mapped_bytes();
+  const uint64_t meta = (frontier * (sizeof(PageDesc) + 1)) + frontier / 8 + g.slab_pool.mapped_bytes();
   s->mapped_bytes = heap_bytes + huge_bytes + meta;
   s->free_warm_bytes = (free_pages - reported_pages + isolated) << kPageShift;
   s->free_reported_bytes = reported_pages << kPageShift;

@@ -5,9 +5,10 @@
 
 namespace ebb {
 
-void Buddy::init(PageDesc* descs, const uint32_t* frontier, unsigned report_order,
-                 uint64_t mark_pages, NotifyFn notify) {
+void Buddy::init(PageDesc* descs, ReportedBits* bits, const uint32_t* frontier,
+                 unsigned report_order, uint64_t mark_pages, NotifyFn notify) {
   descs_ = descs;
+  bits_ = bits;
   frontier_ = frontier;
   report_order_ = report_order;
   mark_pages_ = mark_pages;
@@ -170,21 +171,9 @@ void Buddy::free_range(uint32_t idx, uint32_t npages, bool count_bits, uint64_t 
 }
 
 void Buddy::add_fresh(uint32_t idx, uint32_t npages, uint64_t now) {
-  for (uint32_t k = 0; k < npages; ++k) {
-    d(idx + k).reported = 1;
-    d(idx + k).kind = PageKind::kFreeTail;
-  }
+  bits_->set(idx, npages);
+  for (uint32_t k = 0; k < npages; ++k) d(idx + k).kind = PageKind::kFreeTail;
   free_range(idx, npages, true, now);
-}
-
-void Buddy::clear_reported(uint32_t idx, uint32_t n) {
-  for (uint32_t k = 0; k < n; ++k) d(idx + k).reported = 0;
-}
-
-uint32_t Buddy::count_reported(uint32_t idx, uint32_t n) const {
-  uint32_t r = 0;
-  for (uint32_t k = 0; k < n; ++k) r += d(idx + k).reported;
-  return r;
 }
 
 // ---- reporting -------------------------------------------------------------
@@ -220,7 +209,7 @@ void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {
   c_.isolated_pages -= pages(o);
   uint32_t nrep = h.nrep;
   if (reported) {
-    for (uint32_t k = 0; k < pages(o); ++k) d(idx + k).reported = 1;
+    bits_->set(idx, pages(o));
     nrep = pages(o);
   }
   // free_block merges; a block that merges with a warm buddy is warm again,
@@ -313,11 +302,7 @@ unsigned Buddy::check(bool print) const {
             bad("large block overlaps another block (head, page)", i, i + k);
             break;
           }
-        for (uint32_t k = 0; k < span && i + k < *frontier_; ++k)
-          if (d(i + k).reported) {
-            bad("in-use page marked reported", i + k, 0);
-            break;
-          }
+        if (count_reported(i, span) != 0) bad("in-use large block has reported pages", i, count_reported(i, span));
         break;
       case PageKind::kSlab:
         // A slab's pages may be reported while it is in use: the central

@@ -16,6 +16,7 @@
 
 #include "common/config.h"
 #include "heap/page_desc.h"
+#include "heap/reported_bits.h"
 
 namespace ebb {
 
@@ -40,8 +41,8 @@ class Buddy {
   // read to avoid merging past the committed end. `notify` is called (heap
   // lock held) when warm free memory of order >= report_order passes the
   // mark: it must only flag a request.
-  void init(PageDesc* descs, const uint32_t* frontier, unsigned report_order, uint64_t mark_pages,
-            NotifyFn notify);
+  void init(PageDesc* descs, ReportedBits* bits, const uint32_t* frontier, unsigned report_order,
+            uint64_t mark_pages, NotifyFn notify);
   // Warm first (any order) before reported; false if nothing fits.
   bool alloc(unsigned order, uint64_t now, Block* out);
   // Adds a free block (merging with free buddies). `nrep` is the number of
@@ -64,8 +65,8 @@ class Buddy {
   void putback(uint32_t idx, bool reported, uint64_t now);
 
   // Clears the reported bits of pages [idx, idx+n) (they are in use now).
-  void clear_reported(uint32_t idx, uint32_t n);
-  uint32_t count_reported(uint32_t idx, uint32_t n) const;
+  void clear_reported(uint32_t idx, uint32_t n) { bits_->clear(idx, n); }
+  uint32_t count_reported(uint32_t idx, uint32_t n) const { return bits_->count(idx, n); }
 
   const BuddyCounts& counts() const { return c_; }
   uint64_t warm_reportable_pages() const { return warm_reportable_; }
@@ -94,6 +95,7 @@ class Buddy {
   void insert(uint32_t i, unsigned o, uint32_t nrep, uint64_t stamp);
 
   PageDesc* descs_ = nullptr;
+  ReportedBits* bits_ = nullptr;
   const uint32_t* frontier_ = nullptr;
   unsigned report_order_ = 0;
   uint64_t mark_pages_ = 0;

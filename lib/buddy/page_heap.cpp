@@ -16,7 +16,7 @@ bool PageHeap::init(size_t reserve_bytes, unsigned report_order, uint64_t mark_p
                     Buddy::NotifyFn notify, bool verbose) {
   verbose_ = verbose;
   if (!region_.init(reserve_bytes)) return false;
-  buddy_.init(region_.descs(), &frontier_, report_order, mark_pages, notify);
+  buddy_.init(region_.descs(), &region_.reported(), &frontier_, report_order, mark_pages, notify);
   return true;
 }
 

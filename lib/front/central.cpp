@@ -176,9 +176,9 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
         pd.kind = PageKind::kSlab;
         pd.slab = s;
         pd.stamp = now;
-        if (pd.reported) rep |= uint64_t{1} << k;
         pc[run.idx + k] = static_cast<uint8_t>(cls);
       }
+      rep = g.heap.region().reported().get_mask(run.idx, npages);
       debug_check_heap_locked();
     }
   }
@@ -221,7 +221,7 @@ void release_slab(CentralBin& bin, Slab* s) {
     LockGuard h(g.heap.lock());
     uint8_t* pc = g.heap.region().page_class();
     for (uint32_t k = 0; k < npages; ++k) pc[s->page + k] = 0;
-    // The descriptors' reported bits match rep_pages: the buddy counts them.
+    // The page bits match rep_pages: the buddy counts them.
     g.heap.free_pages(s->page, npages, nrep != 0);
     debug_check_heap_locked();
   }
@@ -231,8 +231,7 @@ void release_slab(CentralBin& bin, Slab* s) {
 // Bin lock held. The objects on `pages` are handed out: those pages are
 // resident again.
 void unreport(CentralBin& bin, Slab* s, uint64_t pages) {
-  PageDesc* d = slab_descs(s);
-  for (uint64_t m = pages; m; m &= m - 1) d[__builtin_ctzll(m)].reported = 0;
+  g.heap.region().reported().clear_mask(s->page, pages);
   s->rep_pages &= ~pages;
   const uint64_t n = static_cast<uint64_t>(__builtin_popcountll(pages));
   bin.reported_pages -= n;
@@ -381,9 +380,9 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
       back += range_give(s, a, b);
       if (a / 64 < low_word) low_word = a / 64;
     }
-    if (reported & (uint64_t{1} << p)) d[p].reported = 1;
-    else d[p].stamp = now;
+    if (!(reported & (uint64_t{1} << p))) d[p].stamp = now;
   }
+  g.heap.region().reported().set_mask(s->page, reported);
   const uint64_t failed = s->iso_pages & ~reported;
   s->iso_pages = 0;
   s->hint = low_word;
@@ -494,10 +493,11 @@ unsigned check_bin(CentralBin& bin, unsigned cls, bool print) {
       bad("warm slab behind the boundary at page", s->page, 0);
     }
     const PageDesc* d = slab_descs(s);
+    if (g.heap.region().reported().get_mask(s->page, slab_pages(sc)) != s->rep_pages)
+      bad("reported bits differ from the slab's mask at page", s->page, s->rep_pages);
     for (uint32_t p = 0; p < slab_pages(sc); ++p) {
       const bool bit = (s->rep_pages >> p) & 1;
       if (d[p].kind != PageKind::kSlab || d[p].slab != s) bad("slab page not owned by its slab (page, k)", s->page, p);
-      if (bit != (d[p].reported != 0)) bad("reported bit differs from the slab's mask (page, k)", s->page, p);
       uint32_t a, b;
       if (bit && s->iso_pages == 0 && objects_of_page(sc, p, &a, &b) && !range_all_free(s, a, b))
         bad("object in use on a reported page (page, k)", s->page, p);

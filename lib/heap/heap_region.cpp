@@ -19,14 +19,19 @@ bool HeapRegion::init(size_t bytes) {
     char* raw = static_cast<char*>(os::reserve(span));
     if (!raw) continue;
     size_t pages = bytes >> kPageShift;
-    void* d = os::reserve(pages * sizeof(PageDesc));
-    void* c = d ? os::reserve(pages) : nullptr;
-    if (!d || !c || os::commit(d, pages * sizeof(PageDesc)) != 0 || os::commit(c, pages) != 0) {
+    // Metadata: descriptors, size-class map, reported bitmap. Committed
+    // whole; untouched parts stay non-resident.
+    const size_t dsize = pages * sizeof(PageDesc), bsize = align_up(pages / 8, kPageSize);
+    const size_t meta = dsize + pages + bsize;
+    char* m = static_cast<char*>(os::reserve(meta));
+    if (!m || os::commit(m, meta) != 0) {
       os::unmap(raw, span);
-      if (d) os::unmap(d, pages * sizeof(PageDesc));
-      if (c) os::unmap(c, pages);
+      if (m) os::unmap(m, meta);
       continue;
     }
+    void* d = m;
+    void* c = m + dsize;
+    reported_.init(reinterpret_cast<uint64_t*>(m + dsize + pages));
     uintptr_t aligned = align_up(reinterpret_cast<uintptr_t>(raw), kMaxBlockSize);
     size_t head = aligned - reinterpret_cast<uintptr_t>(raw);
     if (head) os::unmap(raw, head);

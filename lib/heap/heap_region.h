@@ -1,12 +1,14 @@
 // The heap's address space: one large reservation cut into 2 MiB pageblocks,
-// committed on demand from the bottom up, with its descriptor array and a
-// one-byte-per-page size-class map (read by free()'s fast path).
+// committed on demand from the bottom up, with its descriptor array, the
+// reported-page bitmap and a one-byte-per-page size-class map (read by
+// free()'s fast path).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 #include "common/config.h"
 #include "heap/page_desc.h"
+#include "heap/reported_bits.h"
 
 namespace ebb {
 
@@ -26,6 +28,7 @@ class HeapRegion {
   uint32_t frontier() const { return frontier_; }
   PageDesc* descs() const { return descs_; }
   uint8_t* page_class() const { return page_class_; }
+  ReportedBits& reported() { return reported_; }
 
   char* page_addr(uint32_t idx) const { return base_ + (size_t{idx} << kPageShift); }
   uint32_t page_index(const void* p) const {
@@ -42,6 +45,7 @@ class HeapRegion {
   uint32_t frontier_ = 0;
   PageDesc* descs_ = nullptr;
   uint8_t* page_class_ = nullptr;
+  ReportedBits reported_;
 };
 
 }  // namespace ebb

@@ -31,8 +31,7 @@ struct PageDesc {
   uint32_t npages;  // large head: pages in use
   uint8_t order;    // free / isolated head: buddy order
   PageKind kind;
-  uint8_t reported;  // this page is free and known not resident (and zero)
-  uint8_t pad_[5];
+  uint8_t pad_[6];  // (whether a page is resident: HeapRegion::reported())
 };
 static_assert(sizeof(PageDesc) == 32, "descriptors are kept at 32 bytes");
 

@@ -125,21 +125,13 @@ bool Reporter::advise_pages(uint32_t idx, uint32_t n, uint64_t* released) {
 }
 
 bool Reporter::report_block(uint32_t idx, uint64_t* released) {
-  // The block is isolated: nobody else reads or writes its descriptors, so
-  // the heap lock is not needed to read them here.
-  PageDesc* d = heap_->region().descs();
-  const uint32_t n = uint32_t{1} << d[idx].order;
+  // The block is isolated: nobody else reads or writes its descriptor or
+  // its pages' bits, so the heap lock is not needed here.
+  const uint32_t end = idx + (uint32_t{1} << heap_->region().descs()[idx].order);
+  const ReportedBits& bits = heap_->region().reported();
   bool ok = true;
-  for (uint32_t k = 0; k < n;) {
-    if (d[idx + k].reported) {
-      ++k;
-      continue;
-    }
-    uint32_t end = k + 1;
-    while (end < n && !d[idx + end].reported) ++end;
-    ok &= advise_pages(idx + k, end - k, released);
-    k = end;
-  }
+  uint32_t a, b;
+  for (uint32_t k = idx; bits.next_clear_run(k, end, &a, &b); k = b) ok &= advise_pages(a, b - a, released);
   return ok;
 }
 
