@@ -134,7 +134,12 @@ int open_private_dir(const char* path) {
   ErrnoSaver keep;
   if (mkdir(path, 0700) != 0 && errno != EEXIST) return -errno;
   const int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return errno == ENOTDIR ? -ENOTDIR : -errno;
+  if (fd < 0) {
+    // O_NOFOLLOW|O_DIRECTORY on a symlink fails with ENOTDIR: tell them apart.
+    struct stat st;
+    const int err = errno;
+    return lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ? -ELOOP : -err;
+  }
   struct stat st;
   if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
     close(fd);
