@@ -83,6 +83,7 @@ uint64_t Reporter::publish_if_due(uint64_t now) {
 }
 
 void Reporter::pause_ms(uint64_t ms) {
+  if (!publish_hook_) return sleep_ms(ms);
   const uint64_t until = os::now_ms() + ms;
   for (uint64_t now; (now = os::now_ms()) < until;) {
     const uint64_t next = publish_if_due(now);
