@@ -1,7 +1,6 @@
 // ebbtop PID: the live view of a process running ebbmalloc with
 // EBBMALLOC_LIVE_STATS=1. Reads the process's statistics file (a shared
 // mapping, no signals, no ptrace) and /proc/PID/statm once per interval.
-#include <errno.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -179,12 +178,6 @@ void print_text(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
          static_cast<unsigned long long>(s.cache_drains));
 }
 
-void sleep_ms(unsigned ms) {
-  struct timespec ts = {static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -219,7 +212,7 @@ int main(int argc, char** argv) {
     if (a.once) return 0;
     // Sleep in short steps so that the exit of the process is seen soon.
     for (unsigned slept = 0; slept < a.interval_ms; slept += 100) {
-      sleep_ms(a.interval_ms - slept < 100 ? a.interval_ms - slept : 100);
+      ebbtop::sleep_ms(a.interval_ms - slept < 100 ? a.interval_ms - slept : 100);
       if (!ebbtop::process_alive(a.pid) || file.removed()) {
         fprintf(stderr, "ebbtop: process %d exited\n", a.pid);
         return 0;

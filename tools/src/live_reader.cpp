@@ -43,12 +43,6 @@ std::string env_value(const std::string& block, const std::string& name, bool* f
 
 bool truthy(const std::string& v) { return v == "1" || v == "true" || v == "on" || v == "yes"; }
 
-void sleep_ms(unsigned ms) {
-  struct timespec ts = {static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 std::string who(const Target& t) { return "process " + std::to_string(t.pid) + " (" + t.comm + ")"; }
 
 // Why is there no file? Looks at the process's environment and mappings.
@@ -93,6 +87,12 @@ bool parse_pid(const std::string& s, int* pid) {
   if (v < 1 || v > 0x7fffffff) return false;
   *pid = static_cast<int>(v);
   return true;
+}
+
+void sleep_ms(unsigned ms) {
+  struct timespec ts = {static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }
 
 bool process_alive(int pid) { return kill(pid, 0) == 0 || errno == EPERM; }

@@ -59,5 +59,6 @@ bool process_alive(int pid);
 // The process's resident set from /proc/PID/statm, in bytes; -1 if gone.
 int64_t process_rss(int pid);
 uint64_t monotonic_ms();
+void sleep_ms(unsigned ms);
 
 }  // namespace ebbtop
