@@ -95,7 +95,16 @@ void sleep_ms(unsigned ms) {
   }
 }
 
-bool process_alive(int pid) { return kill(pid, 0) == 0 || errno == EPERM; }
+bool process_alive(int pid) {
+  if (kill(pid, 0) != 0 && errno != EPERM) return false;
+  // A zombie has exited: only its parent has not collected it yet.
+  bool ok;
+  const std::string stat = read_small_file("/proc/" + std::to_string(pid) + "/stat", &ok);
+  const size_t paren = stat.rfind(')');
+  if (!ok || paren == std::string::npos || paren + 2 >= stat.size()) return ok;
+  const char state = stat[paren + 2];
+  return state != 'Z' && state != 'X';
+}
 
 int64_t process_rss(int pid) {
   bool ok;
@@ -115,6 +124,10 @@ bool find_target(int pid, const std::string& dir_override, Target* t, Error* err
   t->pid = pid;
   if (kill(pid, 0) != 0 && errno == ESRCH) {
     *err = {"no process with pid " + std::to_string(pid), 1};
+    return false;
+  }
+  if (!process_alive(pid)) {
+    *err = {"process " + std::to_string(pid) + " has exited (a zombie its parent has not reaped)", 1};
     return false;
   }
   const std::string proc = "/proc/" + std::to_string(pid);

@@ -294,12 +294,36 @@ fork)
   top --once "$child"
   expect_error 1 "was started with EBBMALLOC_LIVE_STATS=1 but has no .*fork child"
   kill -9 "$child"
+  # Killed, not yet reaped by the workload: a zombie.
+  for _ in $(seq 300); do grep -q '^State:.*Z' "/proc/$child/status" 2>/dev/null && break; sleep 0.1; done
+  top --once "$child"
+  expect_error 1 "process $child has exited (a zombie"
   child=""
   poll_json "s['publishes'] > 2"
   [ -f "$live/$wpid.stats" ] || fail "the parent's file disappeared"
   stop
   [ ! -e "$live/$wpid.stats" ] || fail "the parent's file was not removed at exit"
   ok "fork child: no file; parent's file intact and removed at the parent's exit"
+  ;;
+killed)
+  # A process killed by a signal leaves its file; ebbtop still notices the
+  # death, and the next process of the user removes the file.
+  start : "${opt_in[@]}"
+  dead=$wpid
+  timeout 60 "$ebbtop" --interval 100 "$dead" >"$tmp/out" 2>"$tmp/err" </dev/null &
+  top_pid=$!
+  for _ in $(seq 300); do grep -q '^ebbtop  pid' "$tmp/out" && break; sleep 0.1; done
+  kill -9 "$dead"
+  wpid=""
+  wait "$top_pid"
+  rc=$?
+  [ "$rc" = 0 ] || fail "ebbtop exit code $rc after the process was killed (124: it did not notice)"
+  grep -q "process $dead exited" "$tmp/err" || fail "ebbtop did not say the process exited"
+  [ -e "$live/$dead.stats" ] || fail "expected the killed process's file to be left behind"
+  start : "${opt_in[@]}"
+  [ ! -e "$live/$dead.stats" ] || fail "the killed process's file was not cleaned up"
+  stop
+  ok "ebbtop exits when the process is killed; its file is removed by the next process"
   ;;
 reporter_off)
   # With reporting off the reporter thread still publishes.
