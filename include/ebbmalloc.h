@@ -62,6 +62,8 @@ typedef struct ebb_options {
   int split_warm;         /* EBBMALLOC_SPLIT_WARM (1) */
   uint32_t report_mark_kb; /* EBBMALLOC_REPORT_MARK_KB (1024) */
   int check;              /* EBBMALLOC_CHECK (0; debug builds) */
+  int live_stats;         /* EBBMALLOC_LIVE_STATS (0): counters in a file for ebbtop */
+  uint32_t live_stats_ms; /* EBBMALLOC_LIVE_STATS_MS (500) */
 } ebb_options_t;
 
 /* Fills *out (out->version must not be read before). Returns 0, or -1 if

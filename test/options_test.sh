@@ -22,6 +22,9 @@ expect_line EBBMALLOC_REPORT_ORDER=99 "EBBMALLOC_REPORT_ORDER='99' is not valid.
 expect_line EBBMALLOC_BATCH=99999999999999999999999 "EBBMALLOC_BATCH=.* is not valid.*default 32"
 expect_line EBBMALLOC_MADVISE=sometimes "EBBMALLOC_MADVISE='sometimes' is not valid.*default dontneed"
 expect_line EBBMALLOC_REPORTER=maybe "EBBMALLOC_REPORTER='maybe' is not valid.*default 1"
+expect_line EBBMALLOC_LIVE_STATS=maybe "EBBMALLOC_LIVE_STATS='maybe' is not valid.*default 0"
+expect_line EBBMALLOC_LIVE_STATS_MS=5 "EBBMALLOC_LIVE_STATS_MS='5' is not valid.*default 500"
+expect_line EBBMALLOC_LIVE_STATS_DIR=relative/dir "EBBMALLOC_LIVE_STATS_DIR='relative/dir' is not valid.*absolute path"
 expect_line EBBMALLOC_NO_SUCH_THING=1 "unknown option EBBMALLOC_NO_SUCH_THING"
 # The program's own output is unaffected.
 out=$(EBBMALLOC_COLD_MS=abc LD_PRELOAD="$lib" /bin/echo ran 2>/dev/null)

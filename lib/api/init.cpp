@@ -2,6 +2,7 @@
 // destructor, and the fork handlers.
 #include <pthread.h>
 
+#include "api/live_stats.h"
 #include "api/options.h"
 #include "common/check.h"
 #include "common/log.h"
@@ -47,6 +48,7 @@ void postfork_child() {
   for (unsigned c = 1; c <= kNumClasses; ++c) g.bins[c].lock.reset_after_fork();
   thread_cache_postfork_child();
   g.reporter.postfork_child();
+  live_stats_postfork_child();
 }
 
 bool do_init() {
@@ -107,11 +109,13 @@ using namespace ebb;
 __attribute__((constructor(101))) static void ebb_constructor() {
   if (!ensure_init()) return;
   pthread_atfork(&prefork, &postfork_parent, &postfork_child);
+  live_stats_start();
   g.reporter.allow_thread_start();
   g.reporter.maybe_start_thread();
 }
 
 __attribute__((destructor)) static void ebb_destructor() {
-  if (!initialized() || g.opts.stats == StatsMode::kOff) return;
-  ebb_print_stats(2, g.opts.stats == StatsMode::kJson);
+  if (!initialized()) return;
+  live_stats_stop();
+  if (g.opts.stats != StatsMode::kOff) ebb_print_stats(2, g.opts.stats == StatsMode::kJson);
 }

@@ -68,12 +68,14 @@ const NumOpt kNum[] = {
     {"BATCH", &Options::batch, 1, 1024, "1..1024"},
     {"RESERVE_GB", &Options::reserve_gb, 1, 8192, "GiB of address space, 1..8192"},
     {"REPORT_MARK_KB", &Options::report_mark_kb, 4, 1u << 30, "KiB, 4..1073741824"},
+    {"LIVE_STATS_MS", &Options::live_stats_ms, 50, 60000, "milliseconds, 50..60000"},
 };
 const BoolOpt kBool[] = {
     {"REPORTER", &Options::reporter},
     {"VERBOSE", &Options::verbose},
     {"SPLIT_WARM", &Options::split_warm},
     {"CHECK", &Options::check},
+    {"LIVE_STATS", &Options::live_stats},
 };
 
 void apply(Options* o, const char* key, const char* value) {
@@ -102,6 +104,12 @@ void apply(Options* o, const char* key, const char* value) {
     if (!strcmp(value, "dontneed")) o->madv_free = false;
     else if (!strcmp(value, "free")) o->madv_free = true;
     else bad_value(full, value, "dontneed or free", o->madv_free ? "free" : "dontneed");
+    return;
+  }
+  if (!strcmp(key, "LIVE_STATS_DIR")) {
+    const size_t n = strlen(value);
+    if (value[0] == '/' && n < sizeof(o->live_stats_dir)) memcpy(o->live_stats_dir, value, n + 1);
+    else bad_value(full, value, "an absolute path of at most 191 bytes", "/dev/shm/ebbmalloc-<uid>");
     return;
   }
   if (!strcmp(key, "STATS")) {

@@ -2,6 +2,7 @@
 // heap checker (include/ebbmalloc.h).
 #include <cstring>
 
+#include "api/stats.h"
 #include "common/log.h"
 #include "ebbmalloc.h"
 #include "front/globals.h"
@@ -10,11 +11,9 @@
 
 using namespace ebb;
 
-namespace {
+namespace ebb {
 
-constinit ebb_options_t g_public_options{};
-
-void fill(ebb_stats_t* s) {
+void collect_stats(ebb_stats_t* s) {
   memset(s, 0, sizeof(*s));
   s->version = EBB_STATS_VERSION;
   s->num_orders = EBB_NUM_ORDERS;
@@ -66,6 +65,12 @@ void fill(ebb_stats_t* s) {
   s->reporter_thread_running = g.reporter.thread_running() ? 1 : 0;
 }
 
+}  // namespace ebb
+
+namespace {
+
+constinit ebb_options_t g_public_options{};
+
 void field(OutBuf& o, const char* name, uint64_t v, bool json, bool first = false) {
   if (json) {
     o.str(first ? "\"" : ",\"").str(name).str("\":").u64(v);
@@ -80,13 +85,13 @@ extern "C" {
 
 EBB_EXPORT int ebb_stats(ebb_stats_t* out) {
   if (!out) return -1;
-  fill(out);
+  collect_stats(out);
   return 0;
 }
 
 EBB_EXPORT void ebb_print_stats(int fd, int json) {
   ebb_stats_t s;
-  fill(&s);
+  collect_stats(&s);
   OutBuf o(fd);
   if (json) {
     o.str("{");
@@ -173,6 +178,8 @@ EBB_EXPORT const ebb_options_t* ebb_options(void) {
   p.split_warm = o.split_warm;
   p.report_mark_kb = o.report_mark_kb;
   p.check = o.check;
+  p.live_stats = o.live_stats;
+  p.live_stats_ms = o.live_stats_ms;
   return &p;
 }
 

@@ -4,10 +4,15 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cstring>
 
 namespace ebb::os {
 
@@ -121,6 +126,101 @@ bool membarrier() {
 }
 
 int gettid() { return static_cast<int>(syscall(SYS_gettid)); }
+
+int getpid() { return static_cast<int>(syscall(SYS_getpid)); }
+unsigned geteuid() { return static_cast<unsigned>(syscall(SYS_geteuid)); }
+
+int open_private_dir(const char* path) {
+  ErrnoSaver keep;
+  if (mkdir(path, 0700) != 0 && errno != EEXIST) return -errno;
+  const int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    // O_NOFOLLOW|O_DIRECTORY on a symlink fails with ENOTDIR: tell them apart.
+    struct stat st;
+    const int err = errno;
+    return lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ? -ELOOP : -err;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    close(fd);
+    return -EPERM;
+  }
+  return fd;
+}
+
+int create_private_file(int dirfd, const char* name, size_t size) {
+  ErrnoSaver keep;
+  const int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  struct stat st;
+  int err = 0;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    err = EPERM;
+  } else if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    err = errno;
+  }
+  if (err) {
+    unlinkat(dirfd, name, 0);
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+int classify(int dirfd, const char* name) {
+  ErrnoSaver keep;
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  if (S_ISLNK(st.st_mode)) return 1;
+  return S_ISREG(st.st_mode) && st.st_uid == geteuid() ? 0 : 2;
+}
+
+int unlink_at(int dirfd, const char* name) {
+  ErrnoSaver keep;
+  return unlinkat(dirfd, name, 0) == 0 ? 0 : errno;
+}
+
+int unlink_path(const char* path) {
+  ErrnoSaver keep;
+  return unlink(path) == 0 ? 0 : errno;
+}
+
+void close_fd(int fd) {
+  ErrnoSaver keep;
+  close(fd);
+}
+
+void* map_file_shared(int fd, size_t size) {
+  ErrnoSaver keep;
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+long read_dir(int dirfd, void* buf, size_t size) {
+  ErrnoSaver keep;
+  const long n = syscall(SYS_getdents64, dirfd, buf, size);
+  return n < 0 ? -errno : n;
+}
+
+const char* dir_entry_name(const void* buf, size_t off, size_t* next) {
+  // struct linux_dirent64: ino, off, reclen (u16), type (u8), name.
+  const char* e = static_cast<const char*>(buf) + off;
+  uint16_t reclen;
+  memcpy(&reclen, e + 16, sizeof(reclen));
+  *next = off + reclen;
+  return e + 19;
+}
+
+bool process_exists(int pid) {
+  ErrnoSaver keep;
+  return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+uint64_t realtime_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
 
 size_t read_proc_environ(char* buf, size_t size) {
   ErrnoSaver keep;

@@ -45,6 +45,37 @@ bool membarrier_available();
 bool membarrier();
 
 int gettid();
+// Files, for the live statistics file (api/live_stats.cpp). These return a
+// file descriptor >= 0 or -errno; none follows a symlink in its last
+// component, every descriptor is O_CLOEXEC.
+int getpid();
+unsigned geteuid();
+// Opens `path` as a directory that belongs to this user and is closed to
+// group and others, creating it (0700) if missing. -ENOTDIR/-ELOOP if it is
+// not a directory or a symlink, -EPERM if it is someone else's or open.
+int open_private_dir(const char* path);
+// Creates dirfd/name exclusively (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600),
+// checks it is a regular file of ours and sizes it to `size`.
+int create_private_file(int dirfd, const char* name, size_t size);
+// What is at dirfd/name (not following a symlink): 0 a regular file owned
+// by this user, 1 a symlink, 2 anything else (or someone else's), -errno.
+int classify(int dirfd, const char* name);
+int unlink_at(int dirfd, const char* name);  // 0 or errno
+int unlink_path(const char* path);           // 0 or errno
+void close_fd(int fd);
+// Maps a file read/write and shared; nullptr on failure.
+void* map_file_shared(int fd, size_t size);
+// Reads directory entries (getdents64) into buf; bytes read, 0 at the end,
+// -errno on failure. Walk them with dir_entry_name.
+long read_dir(int dirfd, void* buf, size_t size);
+// The name of the entry at byte `off` of a read_dir buffer and the offset
+// of the next one.
+const char* dir_entry_name(const void* buf, size_t off, size_t* next);
+// True if a process with this pid exists (kill(pid, 0) succeeds or fails
+// with EPERM).
+bool process_exists(int pid);
+uint64_t realtime_ms();
+
 // Writes the process's environment block (NUL-separated) into buf when
 // `environ` cannot be used yet; returns bytes read.
 size_t read_proc_environ(char* buf, size_t size);

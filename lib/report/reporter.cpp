@@ -73,24 +73,52 @@ void* Reporter::thread_main(void* arg) {
   return nullptr;
 }
 
+uint64_t Reporter::publish_if_due(uint64_t now) {
+  if (!publish_hook_) return kNever;
+  if (now >= next_publish_) {
+    publish_hook_();
+    next_publish_ = now + publish_ms_;
+  }
+  return next_publish_;
+}
+
+void Reporter::pause_ms(uint64_t ms) {
+  if (!publish_hook_) return sleep_ms(ms);
+  const uint64_t until = os::now_ms() + ms;
+  for (uint64_t now; (now = os::now_ms()) < until;) {
+    const uint64_t next = publish_if_due(now);
+    sleep_ms((next < until ? next : until) - now);
+  }
+}
+
+namespace {
+// Milliseconds from now to t, for a futex timeout (-1: no timeout).
+int64_t timeout_to(uint64_t t, uint64_t now) {
+  if (t == Reporter::kNever) return -1;
+  return t > now ? static_cast<int64_t>(t - now) : 0;
+}
+}  // namespace
+
 void Reporter::run() {
   uint64_t deadline = kNever;
   for (;;) {
+    uint64_t now = os::now_ms();
+    const uint64_t publish_at = publish_if_due(now);
     uint32_t s = state_.load(std::memory_order_acquire);
     if (s == kIdle) {
-      os::futex_wait(&state_, kIdle, -1);
+      os::futex_wait(&state_, kIdle, timeout_to(publish_at, now));
       continue;
     }
     if (s == kArmed) {
-      const uint64_t now = os::now_ms();
       if (now < deadline) {
-        os::futex_wait(&state_, kArmed, static_cast<int64_t>(deadline - now));
+        const uint64_t until = publish_at < deadline ? publish_at : deadline;
+        os::futex_wait(&state_, kArmed, timeout_to(until, now));
         continue;
       }
       if (!state_.compare_exchange_strong(s, kActive)) continue;
     } else if (s == kRequested) {
       // Let a burst of frees build up before the first pass.
-      sleep_ms(opts_->delay_ms);
+      pause_ms(opts_->delay_ms);
       if (!state_.compare_exchange_strong(s, kActive)) continue;
     }
     stats_.wakeups.fetch_add(1, std::memory_order_relaxed);
@@ -100,7 +128,12 @@ void Reporter::run() {
       const uint64_t c = cache_hook_(os::now_ms(), opts_->cold_ms, false);
       if (c < next) next = c;
     }
-    const uint64_t now = os::now_ms();
+    now = os::now_ms();
+    if (publish_hook_) {
+      // Show the pass's result at once.
+      next_publish_ = now;
+      publish_if_due(now);
+    }
     if (next != kNever) {
       // Never pass more often than every delay_ms.
       deadline = next > now + opts_->delay_ms ? next : now + opts_->delay_ms;

@@ -14,6 +14,10 @@
 //   ACTIVE    -> running a pass; request() moves to REQUESTED (pass again)
 //   ARMED     -> sleeping until a deadline that already covers every warm
 //                block; request() needs to do nothing
+//
+// With a publisher set (live statistics, EBBMALLOC_LIVE_STATS=1) the thread
+// also calls it every `publish_ms` and after each pass, so its sleeps are
+// bounded by that period; it then runs even with reporting switched off.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -55,6 +59,15 @@ class Reporter {
   // Held for a whole isolate/madvise/putback round, so that fork never
   // sees memory taken off its lists.
   Mutex& batch_lock() { return batch_lock_; }
+  // Called by the reporter thread with no allocator lock held.
+  using PublishHook = void (*)();
+  // Before the thread starts (or in a fork child): a non-null hook asks for
+  // the thread; null removes the publisher.
+  void set_publisher(PublishHook h, uint32_t every_ms) {
+    publish_hook_ = h;
+    publish_ms_ = every_ms ? every_ms : 1;
+    if (h) want_thread_.store(true, std::memory_order_relaxed);
+  }
 
   // Cheap; may be called with the heap lock held.
   void request() {
@@ -98,12 +111,20 @@ class Reporter {
   // deadline.
   uint64_t pass(uint64_t cold_ms, unsigned min_order, uint64_t* released);
   bool report_block(uint32_t idx, uint64_t* released);
+  // Publishes if the period is over; returns when the next one is due
+  // (kNever without a publisher).
+  uint64_t publish_if_due(uint64_t now);
+  // Sleeps `ms`, publishing on time meanwhile.
+  void pause_ms(uint64_t ms);
 
   PageHeap* heap_ = nullptr;
   const Options* opts_ = nullptr;
   bool enabled_ = false;
   CacheHook cache_hook_ = nullptr;
   SlabHook slab_hook_ = nullptr;
+  PublishHook publish_hook_ = nullptr;
+  uint32_t publish_ms_ = 0;
+  uint64_t next_publish_ = 0;  // reporter thread only
   std::atomic<uint32_t> state_{kIdle};
   std::atomic<bool> want_thread_{false};
   std::atomic<bool> running_{false};
