@@ -37,8 +37,16 @@ void* large_alloc(size_t size, size_t align, bool zero) {
     debug_check_heap_locked();
   }
   void* p = g.heap.region().page_addr(run.idx);
-  // Reported memory reads as zero (MADV_DONTNEED): calloc need not touch it.
-  if (zero && !(g.zero_reported && run.reported == run.npages)) memset(p, 0, size);
+  if (zero) {
+    // Reported memory reads as zero (MADV_DONTNEED), but leaving it untouched
+    // costs more than it saves: a program that reads its calloc'd buffer
+    // before writing it maps the shared zero page first, and then takes a
+    // second, copy-on-write fault per page that flushes the TLB on every CPU
+    // running the process. Fault it in writable instead, in one call (the
+    // kernel zeroes each page once). Huge callocs (own mappings) stay lazy.
+    if (!(g.zero_reported && run.reported == run.npages && os::populate_write(p, size) == 0))
+      memset(p, 0, size);
+  }
   g.reporter.maybe_start_thread();
   return p;
 }

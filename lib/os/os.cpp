@@ -79,6 +79,14 @@ int advise_free(void* p, size_t size, bool lazy) {
   return madvise(p, size, lazy ? MADV_FREE : MADV_DONTNEED) == 0 ? 0 : errno;
 }
 
+int populate_write(void* p, size_t size) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
+  ErrnoSaver keep;
+  return madvise(p, size, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+}
+
 uint64_t now_ms() {
   if (g_hooks.now_ms) return g_hooks.now_ms();
   // The coarse clock (one kernel tick, 1-4 ms) is plenty for cold periods of

@@ -32,6 +32,9 @@ void unmap(void* p, size_t size);
 void* remap(void* p, size_t old_size, size_t new_size);
 // madvise(MADV_DONTNEED) or, if lazy, MADV_FREE.
 int advise_free(void* p, size_t size, bool lazy);
+// Faults pages in writable (MADV_POPULATE_WRITE): zeroed by the kernel once,
+// with one system call. EINVAL on kernels before 5.14.
+int populate_write(void* p, size_t size);
 uint64_t now_ms();
 
 // Futex on a 32-bit word; timeout_ms < 0 waits for ever.
