@@ -1,13 +1,16 @@
 // measure.cpp — see measure.h.
 #include "measure.h"
+#include "svg_plot.h"
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <unordered_map>
 
 #include <dirent.h>
@@ -552,6 +555,219 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
     close_captured();
   }
   return r;
+}
+
+}  // namespace ebb::measure
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the command-line drivers
+// ---------------------------------------------------------------------------
+
+namespace ebb::measure {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t p = s.find(sep, start);
+    out.push_back(s.substr(start, p - start));
+    if (p == std::string::npos) break;
+    start = p + 1;
+  }
+  return out;
+}
+
+bool parse_int(const std::string& s, long lo, long hi, long* out) {
+  errno = 0;
+  char* end = nullptr;
+  long v = strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_positive(const std::string& s, double* out) {
+  char* end = nullptr;
+  double v = strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !std::isfinite(v) || v <= 0) return false;
+  *out = v;
+  return true;
+}
+
+std::string writable_error(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return path + " is a directory";
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return "cannot write " + path + ": " + strerror(errno);
+  close(fd);
+  unlink(tmp.c_str());
+  return "";
+}
+
+int run_to_stderr(const std::vector<std::string>& args) {
+  std::vector<char*> av;
+  std::vector<std::string> copy = args;
+  for (auto& s : copy) av.push_back(s.data());
+  av.push_back(nullptr);
+  fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    dup2(STDERR_FILENO, STDOUT_FILENO);
+    execvp(av[0], av.data());
+    _exit(127);
+  }
+  int ws;
+  while (waitpid(pid, &ws, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+bool install_allocators(const std::vector<const Allocator*>& wanted, const char* tool) {
+  bool missing = false;
+  for (const auto* a : wanted) missing |= a->name != "ebb" && !a->installed();
+  if (!missing) {
+    fprintf(stderr, "%s: --install: the requested allocators are already installed\n", tool);
+    return true;
+  }
+  fprintf(stderr, "%s: --install: running apt-get update and apt-get install\n", tool);
+  std::vector<std::string> cmd = {"apt-get", "install", "-y"};
+  for (const char* p : kAllocatorPackages) cmd.push_back(p);
+  if (run_to_stderr({"apt-get", "update"}) != 0 || run_to_stderr(cmd) != 0) {
+    fprintf(stderr, "%s: --install: apt-get failed (are you root?)\n", tool);
+    return false;
+  }
+  return true;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::vector<const RunResult*> AllocRuns::started() const {
+  std::vector<const RunResult*> s;
+  for (const auto& r : runs)
+    if (r.started) s.push_back(&r);
+  return s;
+}
+
+std::string AllocRuns::status() const {
+  if (all_ok()) return "0";
+  std::map<std::string, int> count;
+  std::vector<std::string> order;
+  for (const auto& r : runs)
+    if (!r.ok && count[r.status]++ == 0) order.push_back(r.status);
+  std::string s;
+  for (const auto& st : order) {
+    if (!s.empty()) s += "; ";
+    s += st;
+    if (runs.size() > 1)
+      s += " (" + std::to_string(count[st]) + "/" + std::to_string(runs.size()) + " runs)";
+  }
+  return s;
+}
+
+const RunResult* AllocRuns::representative() const {
+  auto s = started();
+  if (s.empty()) return nullptr;
+  std::sort(s.begin(), s.end(), [](auto a, auto b) { return a->wall_s < b->wall_s; });
+  return s[(s.size() - 1) / 2];
+}
+
+size_t display_width(const std::string& s) {
+  size_t w = 0;
+  for (unsigned char ch : s) w += (ch & 0xC0) != 0x80;
+  return w;
+}
+
+std::string fmtd(const char* format, double v) {
+  char buf[64];
+  snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string shell_join(const std::vector<std::string>& cmd) {
+  std::string s;
+  for (const auto& a : cmd) {
+    if (!s.empty()) s += ' ';
+    bool plain = !a.empty() && a.find_first_of(" \t\n'\"\\$`*?;&|<>()") == std::string::npos;
+    if (plain) {
+      s += a;
+    } else {
+      s += '\'';
+      for (char ch : a) s += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+      s += '\'';
+    }
+  }
+  return s;
+}
+
+std::string allocator_color(const std::string& name, size_t index) {
+  static const std::map<std::string, std::string> fixed = {
+      {"glibc", "#555555"},    {"ebb", "#d62728"},         {"mimalloc", "#1f77b4"},
+      {"jemalloc", "#2ca02c"}, {"jemalloc-bg", "#ff7f0e"}, {"tcmalloc", "#9467bd"}};
+  auto it = fixed.find(name);
+  return it != fixed.end() ? it->second : ebb::svg::palette(index);
+}
+
+std::string last_lines(const std::string& text, int n) {
+  size_t pos = text.size();
+  if (pos && text[pos - 1] == '\n') --pos;
+  for (int i = 0; i < n && pos != std::string::npos && pos > 0; ++i)
+    pos = text.rfind('\n', pos - 1);
+  std::string tail = text.substr(pos == std::string::npos || pos == 0 ? 0 : pos + 1);
+  std::string out;
+  for (const auto& l : split(tail, '\n'))
+    if (!l.empty()) out += "    " + l + "\n";
+  return out;
+}
+
+std::string check_verify_line(RunResult& r) {
+  const std::string& out = r.stdout_tail;
+  size_t v = out.rfind("verify ");
+  size_t eol = v == std::string::npos ? v : out.find('\n', v);
+  std::string line = v == std::string::npos ? "" : out.substr(v, eol == std::string::npos ? eol : eol - v);
+  size_t failed = line.find(" FAILED: ");
+  if (!r.ok) {
+    if (failed != std::string::npos) r.status += " (" + line.substr(failed + 1) + ")";
+    return "";
+  }
+  size_t sum = line.find(" checksum=");
+  if (failed != std::string::npos || sum == std::string::npos || line.size() < 3 ||
+      line.compare(line.size() - 3, 3, " OK") != 0) {
+    r.ok = false;
+    r.status = failed != std::string::npos ? line.substr(failed + 1) : "no 'verify ... OK' line";
+    return "";
+  }
+  size_t from = sum + 10;
+  return line.substr(from, line.size() - 3 - from);
+}
+
+double marker_time(const std::string& err, const std::string& name, const std::string& what) {
+  const std::string tag = "[" + name + "] t=";
+  size_t pos = 0;
+  while ((pos = err.find(tag, pos)) != std::string::npos) {
+    size_t eol = err.find('\n', pos);
+    std::string line = err.substr(pos, eol == std::string::npos ? eol : eol - pos);
+    char* end = nullptr;
+    double t = strtod(line.c_str() + tag.size(), &end);
+    if (end && std::string(end) == " " + what) return t;
+    if (eol == std::string::npos) break;
+    pos = eol;
+  }
+  return -1;
+}
+
+double rss_at_end_of(const RunResult& r, double t) {
+  if (t < 0) return -1;
+  double rss = -1;
+  for (const auto& s : r.samples)
+    if (s.t <= t) rss = static_cast<double>(s.rss);
+  return rss;
 }
 
 }  // namespace ebb::measure

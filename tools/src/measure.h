@@ -8,6 +8,7 @@
 // run_under() forks, so call it from a process with no other threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -155,5 +156,96 @@ void summarize(RunResult& r);
 
 // "0", "exit N", "signal SIGSEGV" (+ " (core dumped)") for a wait status.
 std::string describe_wait_status(int wstatus);
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the command-line drivers (ebbrun, bench/compare)
+// ---------------------------------------------------------------------------
+
+// `s` cut at every `sep` (empty fields kept).
+std::vector<std::string> split(const std::string& s, char sep);
+
+// Strict parses: all of `s` must be the number. False when malformed or out
+// of range (integers in [lo, hi]; doubles finite and > 0).
+bool parse_int(const std::string& s, long lo, long hi, long* out);
+bool parse_positive(const std::string& s, double* out);
+
+// "" when `path` can be written (checked by creating and removing
+// path + ".tmp", which is also how results are written), else why not.
+std::string writable_error(const std::string& path);
+
+// Runs a command with its stdout sent to our stderr (so the caller's stdout
+// stays its tables); returns its exit code, -1 if it could not run.
+int run_to_stderr(const std::vector<std::string>& args);
+
+// --install: apt-gets kAllocatorPackages when one of `wanted` (ebb aside) is
+// missing. `tool` prefixes the notes. False when apt-get failed.
+bool install_allocators(const std::vector<const Allocator*>& wanted, const char* tool);
+
+// Median (the mean of the two middle values for an even count); 0 if empty.
+double median(std::vector<double> v);
+
+// All runs of one allocator, with their medians over the runs that started.
+struct AllocRuns {
+  const Allocator* alloc;
+  std::vector<RunResult> runs;
+
+  std::vector<const RunResult*> started() const;
+  template <typename F>
+  double med(F field) const {
+    std::vector<double> v;
+    for (const auto* r : started()) v.push_back(field(*r));
+    return median(v);
+  }
+  bool any_started() const { return !started().empty(); }
+  bool all_ok() const {
+    return std::all_of(runs.begin(), runs.end(), [](const auto& r) { return r.ok; });
+  }
+  double time() const { return med([](const RunResult& r) { return r.wall_s; }); }
+  double peak() const { return med([](const RunResult& r) { return double(r.peak); }); }
+  double final_rss() const { return med([](const RunResult& r) { return double(r.final_rss); }); }
+  double mean() const { return med([](const RunResult& r) { return r.mean_rss; }); }
+  double integral() const { return med([](const RunResult& r) { return r.integral_mib_s; }); }
+  double faults() const { return med([](const RunResult& r) { return double(r.minor_faults); }); }
+
+  // "0" when all runs succeeded, else each distinct failure (with how many
+  // runs it hit when there were several runs).
+  std::string status() const;
+
+  // The run with the median wall time (the lower middle one for an even
+  // count): the one that is plotted. nullptr when no run started.
+  const RunResult* representative() const;
+};
+
+// Display width of UTF-8 text (counts code points, not bytes: "MiB·s").
+size_t display_width(const std::string& s);
+
+// printf of one double.
+std::string fmtd(const char* format, double v);
+
+// The command as a shell would take it back (quoted where needed).
+std::string shell_join(const std::vector<std::string>& cmd);
+
+// A fixed color per allocator, so plots from different runs compare at a
+// glance; ebb is the red one. Others get svg::palette(index).
+std::string allocator_color(const std::string& name, size_t index);
+
+// The last `n` lines of `text`, each indented by four spaces.
+std::string last_lines(const std::string& text, int n);
+
+// Workload runs must print a `verify <name> checksum=<hex> OK` line
+// (bench/workloads): a run that exits 0 without it computed something wrong
+// and must not look fine, so it is marked failed ("no 'verify ... OK'
+// line"). A failed run that printed `verify <name> FAILED: <reason>` gets the
+// reason added to its status. Returns the checksum ("" when none).
+std::string check_verify_line(RunResult& r);
+
+// The time of a workload's phase marker "[NAME] t=SECONDS WHAT" (printed on
+// its stderr, see bench/workloads/README.md), or -1 when there is none.
+double marker_time(const std::string& err, const std::string& name, const std::string& what);
+
+// RSS at the end of the phase that finished at workload time `t`: the last
+// sample at or before t. (The workload's clock starts a little after ours,
+// so that sample lies inside the phase.) -1 when unknown.
+double rss_at_end_of(const RunResult& r, double t);
 
 }  // namespace ebb::measure
