@@ -755,7 +755,10 @@ double marker_time(const std::string& err, const std::string& name, const std::s
     std::string line = err.substr(pos, eol == std::string::npos ? eol : eol - pos);
     char* end = nullptr;
     double t = strtod(line.c_str() + tag.size(), &end);
-    if (end && std::string(end) == " " + what) return t;
+    // The text is `what`, or `what` followed by details after a space.
+    if (end && std::string(end).compare(0, what.size() + 1, " " + what) == 0 &&
+        (end[what.size() + 1] == '\0' || end[what.size() + 1] == ' '))
+      return t;
     if (eol == std::string::npos) break;
     pos = eol;
   }

@@ -239,8 +239,9 @@ std::string last_lines(const std::string& text, int n);
 // reason added to its status. Returns the checksum ("" when none).
 std::string check_verify_line(RunResult& r);
 
-// The time of a workload's phase marker "[NAME] t=SECONDS WHAT" (printed on
-// its stderr, see bench/workloads/README.md), or -1 when there is none.
+// The time of a workload's phase marker "[NAME] t=SECONDS WHAT" or
+// "[NAME] t=SECONDS WHAT DETAILS..." (printed on its stderr, see
+// bench/workloads/README.md), or -1 when there is none.
 double marker_time(const std::string& err, const std::string& name, const std::string& what);
 
 // RSS at the end of the phase that finished at workload time `t`: the last
