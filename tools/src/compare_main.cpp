@@ -119,27 +119,36 @@ std::vector<std::string> parse_list(const std::string& opt, const std::string& v
   return out;
 }
 
+// The options without a value.
+struct Flag {
+  const char* name;
+  bool Config::*field;
+  bool value;
+};
+constexpr Flag kFlags[] = {
+    {"--micro", &Config::micro, true},
+    {"--no-micro", &Config::micro, false},
+    {"--reporter-cost", &Config::reporter_cost, true},
+    {"--no-reporter-cost", &Config::reporter_cost, false},
+    {"--install", &Config::install, true},
+    {"--quick", &Config::quick, true},
+};
+
+const Flag* find_flag(const std::string& name) {
+  for (const auto& f : kFlags)
+    if (name == f.name) return &f;
+  return nullptr;
+}
+
 Config parse_args(int argc, char** argv) {
   Config c;
   bool runs_given = false, scale_given = false, min_time_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      fputs(kUsage, stdout);
-      exit(0);
-    }
-    std::string name = a, value;
-    bool has_value = false;
-    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
-    auto need_value = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) usage_error(name + " needs a value");
-      return argv[++i];
-    };
+    const m::CliOption opt = m::split_option(a, kUsage);
+    const std::string& name = opt.name;
+    const bool has_value = opt.has_value;
+    auto need_value = [&] { return opt.need_value(argc, argv, &i, usage_error); };
     auto number = [&](double* out) {
       std::string v = need_value();
       if (!m::parse_positive(v, out)) usage_error(name + " needs a positive number, got '" + v + "'");
@@ -151,10 +160,6 @@ Config parse_args(int argc, char** argv) {
         usage_error(name + " needs a whole number from " + std::to_string(lo) + " to " +
                     std::to_string(hi) + ", got '" + v + "'");
       return static_cast<int>(out);
-    };
-    auto flag = [&](bool* field, bool v) {
-      if (has_value) usage_error(name + " takes no value");
-      *field = v;
     };
     if (name == "--alloc") {
       c.allocs = parse_list(name, need_value(), [](const std::string& n) {
@@ -178,18 +183,9 @@ Config parse_args(int argc, char** argv) {
     } else if (name == "--micro-min-time") {
       number(&c.micro_min_time);
       min_time_given = true;
-    } else if (name == "--micro") {
-      flag(&c.micro, true);
-    } else if (name == "--no-micro") {
-      flag(&c.micro, false);
-    } else if (name == "--reporter-cost") {
-      flag(&c.reporter_cost, true);
-    } else if (name == "--no-reporter-cost") {
-      flag(&c.reporter_cost, false);
-    } else if (name == "--install") {
-      flag(&c.install, true);
-    } else if (name == "--quick") {
-      flag(&c.quick, true);
+    } else if (const Flag* f = find_flag(name)) {
+      if (has_value) usage_error(name + " takes no value");
+      c.*(f->field) = f->value;
     } else if (name == "--results" || name == "--plot") {
       std::string v = need_value();
       if (v.empty()) usage_error(name + " needs a file name");
@@ -730,32 +726,19 @@ std::string versions(const std::vector<const m::Allocator*>& allocs) {
 }
 
 bool write_plot(const std::string& path, const WorkloadResults& phase, const Config& c) {
-  ebb::svg::Chart chart;
   std::vector<std::string> cmd = phase.cmd;
   cmd[0] = "phase";
-  chart.title = "phase workload: RSS of the process over time, by allocator";
-  chart.subtitle = "sampled every " + std::to_string(c.interval_ms) + " ms, median-time run of " +
-                   std::to_string(c.runs) + "  \u2014  $ " + m::shell_join(cmd);
-  chart.x_label = "time (s)";
-  chart.y_label = "RSS (MiB)";
-  for (size_t i = 0; i < phase.cells.size(); ++i) {
-    const AllocRuns& a = phase.cells[i].runs;
-    ebb::svg::Series s;
-    s.label = a.alloc->name;
-    s.color = m::allocator_color(a.alloc->name, i);
-    std::string fail = failure(a);
-    if (!fail.empty()) s.note = fail;
-    if (const m::RunResult* r = a.representative())
-      for (const auto& p : r->samples) s.points.push_back({p.t, double(p.rss) / kMiB});
-    chart.series.push_back(std::move(s));
+  std::vector<const AllocRuns*> series;
+  std::vector<std::string> notes;
+  for (const auto& cell : phase.cells) {
+    series.push_back(&cell.runs);
+    notes.push_back(failure(cell.runs));
   }
-  std::string err;
-  if (!ebb::svg::write_file(path, chart, &err)) {
-    fprintf(stderr, "compare: --plot: %s\n", err.c_str());
-    return false;
-  }
-  fprintf(stderr, "compare: wrote %s\n", path.c_str());
-  return true;
+  return m::write_rss_chart(path, "phase workload: RSS of the process over time, by allocator",
+                            "sampled every " + std::to_string(c.interval_ms) +
+                                " ms, median-time run of " + std::to_string(c.runs) +
+                                "  \u2014  $ " + m::shell_join(cmd),
+                            series, notes, "compare");
 }
 
 bool write_text(const std::string& path, const std::string& text) {
@@ -788,11 +771,7 @@ int main(int argc, char** argv) {
   // Allocators: the requested ones that are installed, plus ebb without its
   // reporter for --reporter-cost.
   std::vector<m::Allocator> known = m::known_allocators();
-  std::vector<const m::Allocator*> wanted;
-  if (c.allocs.empty())
-    for (const auto& a : known) wanted.push_back(&a);
-  else
-    for (const auto& n : c.allocs) wanted.push_back(m::find_allocator(known, n));
+  std::vector<const m::Allocator*> wanted = m::select_allocators(known, c.allocs);
   if (c.install && !m::install_allocators(wanted, "compare")) return 1;
   std::vector<const m::Allocator*> allocs;
   std::string skipped;

@@ -110,23 +110,11 @@ Config parse_args(int argc, char** argv, const std::vector<m::Allocator>& known)
       for (++i; i < argc; ++i) c.cmd.push_back(argv[i]);
       break;
     }
-    if (a == "-h" || a == "--help") {
-      fputs(kUsage, stdout);
-      exit(0);
-    }
     // Options take "--opt VALUE" or "--opt=VALUE".
-    std::string name = a, value;
-    bool has_value = false;
-    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
-    auto need_value = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) usage_error(name + " needs a value");
-      return argv[++i];
-    };
+    const m::CliOption opt = m::split_option(a, kUsage);
+    const std::string& name = opt.name;
+    const bool has_value = opt.has_value;
+    auto need_value = [&] { return opt.need_value(argc, argv, &i, usage_error); };
     if (name == "--alloc") {
       c.allocs.clear();
       for (const auto& n : split(need_value(), ',')) {
@@ -164,8 +152,8 @@ Config parse_args(int argc, char** argv, const std::vector<m::Allocator>& known)
     } else if (name == "--quiet") {
       c.quiet = true;
       if (has_value) {
-        if (value.empty()) usage_error("--quiet= needs a file name");
-        c.quiet_file = value;
+        if (opt.value.empty()) usage_error("--quiet= needs a file name");
+        c.quiet_file = opt.value;
       }
     } else if (name == "--install" && !has_value) {
       c.install = true;
@@ -251,34 +239,22 @@ void print_table(const std::vector<AllocRuns>& all) {
 
 bool write_plot(const std::string& path, const std::vector<AllocRuns>& all,
                 const Config& c) {
-  ebb::svg::Chart chart;
   // The command as the subtitle shows it: the program's base name is enough
   // (the table above names it in full).
   std::vector<std::string> short_cmd = c.cmd;
   short_cmd[0] = short_cmd[0].substr(short_cmd[0].rfind('/') + 1);
-  chart.title = "Memory of the process tree (RSS) over time, by allocator";
-  chart.subtitle = "sampled every " + std::to_string(c.interval_ms) + " ms" +
-                   (c.runs > 1 ? ", median-time run of " + std::to_string(c.runs) : "") +
-                   "  \u2014  $ " + shell_join(short_cmd);
-  chart.x_label = "time (s)";
-  chart.y_label = "RSS (MiB)";
-  for (size_t i = 0; i < all.size(); ++i) {
-    const auto& a = all[i];
-    ebb::svg::Series s;
-    s.label = a.alloc->name;
-    s.color = m::allocator_color(a.alloc->name, i);
-    if (!a.all_ok()) s.note = a.status();
-    if (const m::RunResult* r = a.representative())
-      for (const auto& p : r->samples) s.points.push_back({p.t, double(p.rss) / kMiB});
-    chart.series.push_back(std::move(s));
+  std::vector<const AllocRuns*> series;
+  std::vector<std::string> notes;
+  for (const auto& a : all) {
+    series.push_back(&a);
+    notes.push_back(a.all_ok() ? "" : a.status());
   }
-  std::string err;
-  if (!ebb::svg::write_file(path, chart, &err)) {
-    fprintf(stderr, "ebbrun: --plot: %s\n", err.c_str());
-    return false;
-  }
-  fprintf(stderr, "ebbrun: wrote %s\n", path.c_str());
-  return true;
+  return m::write_rss_chart(
+      path, "Memory of the process tree (RSS) over time, by allocator",
+      "sampled every " + std::to_string(c.interval_ms) + " ms" +
+          (c.runs > 1 ? ", median-time run of " + std::to_string(c.runs) : "") +
+          "  \u2014  $ " + shell_join(short_cmd),
+      series, notes, "ebbrun");
 }
 
 bool write_csv(const std::string& path, const std::vector<AllocRuns>& all) {
@@ -426,11 +402,7 @@ int main(int argc, char** argv) {
       usage_error(std::string("--quiet: cannot write ") + path + ": " + strerror(errno));
   }
 
-  std::vector<const m::Allocator*> wanted;
-  if (c.allocs.empty())
-    for (const auto& a : known) wanted.push_back(&a);
-  else
-    for (const auto& n : c.allocs) wanted.push_back(m::find_allocator(known, n));
+  std::vector<const m::Allocator*> wanted = m::select_allocators(known, c.allocs);
   if (c.install && !m::install_allocators(wanted, "ebbrun")) return 1;
 
   std::vector<AllocRuns> all;

@@ -76,6 +76,16 @@ const Allocator* find_allocator(const std::vector<Allocator>& all,
   return nullptr;
 }
 
+std::vector<const Allocator*> select_allocators(const std::vector<Allocator>& known,
+                                                const std::vector<std::string>& names) {
+  std::vector<const Allocator*> out;
+  if (names.empty())
+    for (const auto& a : known) out.push_back(&a);
+  else
+    for (const auto& n : names) out.push_back(find_allocator(known, n));
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Environment
 // ---------------------------------------------------------------------------
@@ -565,6 +575,24 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
 
 namespace ebb::measure {
 
+CliOption split_option(const std::string& a, const char* usage) {
+  if (a == "-h" || a == "--help") {
+    fputs(usage, stdout);
+    exit(0);
+  }
+  CliOption o{a, "", false};
+  if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos)
+    o = {a.substr(0, eq), a.substr(eq + 1), true};
+  return o;
+}
+
+std::string CliOption::need_value(int argc, char** argv, int* i,
+                                  void (*usage_error)(const std::string&)) const {
+  if (has_value) return value;
+  if (*i + 1 >= argc) usage_error(name + " needs a value");
+  return argv[++*i];
+}
+
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -712,6 +740,35 @@ std::string allocator_color(const std::string& name, size_t index) {
       {"jemalloc", "#2ca02c"}, {"jemalloc-bg", "#ff7f0e"}, {"tcmalloc", "#9467bd"}};
   auto it = fixed.find(name);
   return it != fixed.end() ? it->second : ebb::svg::palette(index);
+}
+
+ebb::svg::Series rss_series(const AllocRuns& a, size_t index, const std::string& note) {
+  ebb::svg::Series s;
+  s.label = a.alloc->name;
+  s.color = allocator_color(a.alloc->name, index);
+  s.note = note;
+  if (const RunResult* r = a.representative())
+    for (const auto& p : r->samples) s.points.push_back({p.t, double(p.rss) / (1024.0 * 1024.0)});
+  return s;
+}
+
+bool write_rss_chart(const std::string& path, const std::string& title,
+                     const std::string& subtitle, const std::vector<const AllocRuns*>& all,
+                     const std::vector<std::string>& notes, const char* tool) {
+  ebb::svg::Chart chart;
+  chart.title = title;
+  chart.subtitle = subtitle;
+  chart.x_label = "time (s)";
+  chart.y_label = "RSS (MiB)";
+  for (size_t i = 0; i < all.size(); ++i)
+    chart.series.push_back(rss_series(*all[i], i, i < notes.size() ? notes[i] : ""));
+  std::string err;
+  if (!ebb::svg::write_file(path, chart, &err)) {
+    fprintf(stderr, "%s: --plot: %s\n", tool, err.c_str());
+    return false;
+  }
+  fprintf(stderr, "%s: wrote %s\n", tool, path.c_str());
+  return true;
 }
 
 std::string last_lines(const std::string& text, int n) {

@@ -16,6 +16,8 @@
 
 #include <sys/types.h>
 
+#include "svg_plot.h"
+
 namespace ebb::measure {
 
 // One environment variable assignment, VAR=VALUE.
@@ -50,6 +52,11 @@ std::vector<Allocator> known_allocators();
 // The allocator with that name, or nullptr.
 const Allocator* find_allocator(const std::vector<Allocator>& all,
                                 const std::string& name);
+
+// The allocators named (all known ones when `names` is empty), in that
+// order; every name must be known.
+std::vector<const Allocator*> select_allocators(const std::vector<Allocator>& known,
+                                                const std::vector<std::string>& names);
 
 // The Debian packages that provide the non-ebb allocators.
 inline constexpr const char* kAllocatorPackages[] = {
@@ -161,6 +168,20 @@ std::string describe_wait_status(int wstatus);
 // Helpers shared by the command-line drivers (ebbrun, bench/compare)
 // ---------------------------------------------------------------------------
 
+// One command-line argument as the drivers' parsers see it: "--opt VALUE"
+// or "--opt=VALUE" (the value inline).
+struct CliOption {
+  std::string name;   // the whole argument, or what precedes '=' in "--opt=..."
+  std::string value;  // what follows '='
+  bool has_value = false;
+  // The value: inline, else the next argument (advancing *i). When there is
+  // none, calls usage_error("NAME needs a value"), which must not return.
+  std::string need_value(int argc, char** argv, int* i,
+                         void (*usage_error)(const std::string&)) const;
+};
+// Splits `arg`; "-h" and "--help" print `usage` on stdout and exit 0.
+CliOption split_option(const std::string& arg, const char* usage);
+
 // `s` cut at every `sep` (empty fields kept).
 std::vector<std::string> split(const std::string& s, char sep);
 
@@ -228,6 +249,18 @@ std::string shell_join(const std::vector<std::string>& cmd);
 // A fixed color per allocator, so plots from different runs compare at a
 // glance; ebb is the red one. Others get svg::palette(index).
 std::string allocator_color(const std::string& name, size_t index);
+
+// RSS (MiB) over time (s) of a's representative run as a chart series,
+// colored by allocator_color(name, index); `note` goes into the legend
+// (e.g. why the allocator failed).
+ebb::svg::Series rss_series(const AllocRuns& a, size_t index, const std::string& note);
+
+// An RSS-over-time chart: titles, axis labels and one rss_series per
+// allocator (`notes[i]` for all[i], may be shorter), written to `path`.
+// Notes on stderr start with `tool`. False when it could not be written.
+bool write_rss_chart(const std::string& path, const std::string& title,
+                     const std::string& subtitle, const std::vector<const AllocRuns*>& all,
+                     const std::vector<std::string>& notes, const char* tool);
 
 // The last `n` lines of `text`, each indented by four spaces.
 std::string last_lines(const std::string& text, int n);

@@ -10,15 +10,8 @@
 # Nothing here asserts on time.
 set -u
 case_name=$1 compare=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-
-fail() { echo "FAIL [$case_name]: $*" >&2; echo "--- stdout:" >&2; cat out 2>/dev/null >&2
-         echo "--- stderr:" >&2; cat err 2>/dev/null >&2; exit 1; }
-run() { "$compare" "$@" >out 2>err </dev/null; rc=$?; }
-expect_rc() { [ "$rc" = "$1" ] || fail "exit code $rc, expected $1"; }
-expect_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
+tool=$compare
+. "$(dirname "$0")/cli_lib.sh"
 # The row of ALLOC in the table that follows the heading $1.
 row() { awk -v h="$1" -v a="$2" 'index($0, h) == 1 { on = 1 } on && $2 == a { print; exit }' out; }
 
