@@ -386,7 +386,7 @@ std::string workload_table(const WorkloadResults& wr, bool with_noreporter) {
   const AllocRuns* base = wr.baseline();
   const bool phase = wr.w->name == "phase";
   Table t;
-  t.head = {"allocator", "time s", "time ×" + std::string(kBaseline), "peak MiB"};
+  t.head = {"allocator", "time s", "time ×" + std::string(kBaseline), "cpu s", "cpu ×" + std::string(kBaseline), "peak MiB"};
   if (phase) t.head.push_back("after idle MiB");
   t.head.insert(t.head.end(), {"final MiB", "MiB·s", "minflt", "madvise", "status"});
   for (const auto& c : wr.cells) {
@@ -395,10 +395,12 @@ std::string workload_table(const WorkloadResults& wr, bool with_noreporter) {
     std::string fail = failure(a);
     std::vector<std::string> row = {a.alloc->name};
     if (!fail.empty()) {
-      row.insert(row.end(), {"FAILED", "-"});
+      row.insert(row.end(), {"FAILED", "-", "FAILED", "-"});
     } else {
       row.push_back(fmtd("%.2f", a.time()));
       row.push_back(base ? ratio(a.time(), base->time()) : "-");
+      row.push_back(fmtd("%.2f", a.cpu()));
+      row.push_back(base ? ratio(a.cpu(), base->cpu()) : "-");
     }
     bool have = a.any_started();
     row.push_back(have ? mib(a.peak()) : "-");
@@ -422,11 +424,11 @@ std::string workload_table(const WorkloadResults& wr, bool with_noreporter) {
 std::string geomean_table(const std::vector<WorkloadResults>& all,
                           const std::vector<const m::Allocator*>& allocs, int* counted) {
   Table t;
-  t.head = {"allocator", "time", "peak RSS", "MiB·s", "minflt", "workloads"};
+  t.head = {"allocator", "time", "cpu", "peak RSS", "MiB·s", "minflt", "workloads"};
   *counted = 0;
   for (const auto& wr : all) *counted += wr.baseline() != nullptr;
   for (const auto* al : allocs) {
-    std::vector<double> time, peak, integral, faults;
+    std::vector<double> time, cpu, peak, integral, faults;
     std::vector<std::string> failed;
     for (const auto& wr : all) {
       const Cell* c = wr.cell(al->name);
@@ -438,6 +440,7 @@ std::string geomean_table(const std::vector<WorkloadResults>& all,
       const AllocRuns* base = wr.baseline();
       if (!base) continue;
       time.push_back(c->runs.time() / base->time());
+      cpu.push_back(c->runs.cpu() / base->cpu());
       peak.push_back(c->runs.peak() / base->peak());
       integral.push_back(c->runs.integral() / base->integral());
       faults.push_back(std::max(1.0, c->runs.faults()) / std::max(1.0, base->faults()));
@@ -446,9 +449,9 @@ std::string geomean_table(const std::vector<WorkloadResults>& all,
     if (!failed.empty()) {
       std::string which;
       for (const auto& f : failed) which += (which.empty() ? "" : ", ") + f;
-      row.insert(row.end(), {"FAILED", "FAILED", "FAILED", "FAILED", "failed: " + which});
+      row.insert(row.end(), {"FAILED", "FAILED", "FAILED", "FAILED", "FAILED", "failed: " + which});
     } else {
-      for (const auto* v : {&time, &peak, &integral, &faults})
+      for (const auto* v : {&time, &cpu, &peak, &integral, &faults})
         row.push_back(v->empty() ? "-" : fmtd("%.2f", geomean(*v)));
       row.push_back(std::to_string(time.size()));
     }
@@ -486,9 +489,9 @@ std::string settle_table(const WorkloadResults& wr) {
 // ebb with the reporter against ebb without it, per workload.
 std::string reporter_table(const std::vector<WorkloadResults>& all) {
   Table t;
-  t.head = {"workload",      "time on s", "time off s", "on/off", "minflt on",
-            "minflt off",    "on/off",    "madvise on", "final MiB on", "final MiB off"};
-  std::vector<double> tr, fr;
+  t.head = {"workload",  "time on s",  "time off s", "on/off",       "cpu on/off",   "minflt on",
+            "minflt off", "on/off",    "madvise on", "final MiB on", "final MiB off"};
+  std::vector<double> tr, cr, fr;
   for (const auto& wr : all) {
     const Cell* on = wr.cell("ebb");
     const Cell* off = wr.cell(kNoReporter);
@@ -496,20 +499,22 @@ std::string reporter_table(const std::vector<WorkloadResults>& all) {
     std::string f_on = failure(on->runs), f_off = failure(off->runs);
     if (!f_on.empty() || !f_off.empty()) {
       t.rows.push_back({wr.w->name, f_on.empty() ? "ok" : "FAILED", f_off.empty() ? "ok" : "FAILED",
-                        "-", "-", "-", "-", "-", "-", "-"});
+                        "-", "-", "-", "-", "-", "-", "-", "-"});
       continue;
     }
     const AllocRuns &a = on->runs, &b = off->runs;
     tr.push_back(a.time() / b.time());
+    cr.push_back(a.cpu() / b.cpu());
     fr.push_back(std::max(1.0, a.faults()) / std::max(1.0, b.faults()));
     t.rows.push_back({wr.w->name, fmtd("%.2f", a.time()), fmtd("%.2f", b.time()),
-                      fmtd("%.2f", tr.back()), fmtd("%.0f", a.faults()), fmtd("%.0f", b.faults()),
+                      fmtd("%.2f", tr.back()), fmtd("%.2f", cr.back()), fmtd("%.0f", a.faults()),
+                      fmtd("%.0f", b.faults()),
                       fmtd("%.2f", fr.back()), count(med_madvise(a)), mib(a.final_rss()),
                       mib(b.final_rss())});
   }
   if (!tr.empty())
-    t.rows.push_back({"geometric mean", "", "", fmtd("%.2f", geomean(tr)), "", "",
-                      fmtd("%.2f", geomean(fr)), "", "", ""});
+    t.rows.push_back({"geometric mean", "", "", fmtd("%.2f", geomean(tr)),
+                      fmtd("%.2f", geomean(cr)), "", "", fmtd("%.2f", geomean(fr)), "", "", ""});
   return t.render();
 }
 
@@ -852,7 +857,8 @@ int main(int argc, char** argv) {
          env_or("EBB_COMPARE_WORKLOAD_DIR", EBB_WORKLOAD_DIR) +
          "/NAME, each checked by its verification line and checksum. RSS of the process "
          "sampled every " + std::to_string(c.interval_ms) +
-         " ms from /proc; minflt from wait4; madvise from ebbmalloc's EBBMALLOC_STATS=json at "
+         " ms from /proc; cpu (user + system seconds) and minflt from wait4 — on a busy machine "
+         "cpu is the steadier of the two times; madvise from ebbmalloc's EBBMALLOC_STATS=json at "
          "exit (\"-\": not known for that allocator). Ratios are to " + kBaseline +
          " (lower is better).\n\n";
   out += "### Geometric mean over the workloads (ratio to " + std::string(kBaseline) + ")\n\n";

@@ -553,6 +553,8 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
     }
   }
   r.minor_faults = ru.ru_minflt;
+  r.cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
   // ru_maxrss (KiB) is the kernel's exact high-water mark of the largest
   // single process in the tree: a lower bound for the tree's peak that a
   // spike between two samples cannot escape.

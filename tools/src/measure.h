@@ -144,6 +144,7 @@ struct RunResult {
   double mean_rss = 0;          // bytes; time-weighted mean over the samples
   double integral_mib_s = 0;    // ∫ RSS dt in MiB·s
   long minor_faults = 0;        // ru_minflt of the child and its waited-for descendants
+  double cpu_s = 0;             // user + system CPU seconds (same rusage)
   std::string status;           // "0", "exit 3", "signal SIGSEGV", "command not found", ...
   bool ok = false;              // exited with status 0
   bool started = false;         // exec succeeded (numbers are meaningful)
@@ -227,6 +228,7 @@ struct AllocRuns {
   double mean() const { return med([](const RunResult& r) { return r.mean_rss; }); }
   double integral() const { return med([](const RunResult& r) { return r.integral_mib_s; }); }
   double faults() const { return med([](const RunResult& r) { return double(r.minor_faults); }); }
+  double cpu() const { return med([](const RunResult& r) { return r.cpu_s; }); }
 
   // "0" when all runs succeeded, else each distinct failure (with how many
   // runs it hit when there were several runs).
