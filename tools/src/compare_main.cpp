@@ -211,6 +211,18 @@ std::string env_or(const char* var, const std::string& fallback) {
   return v && *v ? v : fallback;
 }
 
+// `path` relative to the source tree when it lies inside it (for the tables:
+// build/release/... rather than wherever the checkout is).
+std::string shown(const std::string& path) {
+  static const std::string root = [] {
+    char* r = realpath(EBB_SOURCE_DIR, nullptr);
+    std::string s = r ? std::string(r) + "/" : "";
+    free(r);
+    return s;
+  }();
+  return !root.empty() && path.rfind(root, 0) == 0 ? path.substr(root.size()) : path;
+}
+
 // The workload's command line for this configuration.
 std::vector<std::string> workload_cmd(const Workload& w, const Config& c) {
   std::string dir = env_or("EBB_COMPARE_WORKLOAD_DIR", EBB_WORKLOAD_DIR);
@@ -720,7 +732,7 @@ std::string versions(const std::vector<const m::Allocator*>& allocs) {
       v = "ebbmalloc, git " +
           command_line_output(std::string("git -C '") + EBB_SOURCE_DIR +
                               "' describe --always --dirty") +
-          " (" + a->preload + ")";
+          " (" + shown(a->preload) + ")";
     else
       v = package_of(a->preload);
     s += "- " + a->name + ": " + v + "\n";
@@ -854,7 +866,7 @@ int main(int argc, char** argv) {
   std::string out;
   out += "Each workload ran " + std::to_string(c.runs) +
          " time(s) under each allocator, interleaved; medians shown. Workloads: " +
-         env_or("EBB_COMPARE_WORKLOAD_DIR", EBB_WORKLOAD_DIR) +
+         shown(env_or("EBB_COMPARE_WORKLOAD_DIR", EBB_WORKLOAD_DIR)) +
          "/NAME, each checked by its verification line and checksum. RSS of the process "
          "sampled every " + std::to_string(c.interval_ms) +
          " ms from /proc; cpu (user + system seconds) and minflt from wait4 — on a busy machine "
@@ -889,8 +901,10 @@ int main(int argc, char** argv) {
   }
   out += micro_note;
   if (do_micro) {
+    std::vector<std::string> micro_shown = micro_cmd(c);
+    micro_shown[0] = shown(micro_shown[0]);
     out += "### Micro benchmarks (bench/micro, Google Benchmark, LD_PRELOAD)\n\n`" +
-           m::shell_join(micro_cmd(c)) + "`, " + std::to_string(c.runs) +
+           m::shell_join(micro_shown) + "`, " + std::to_string(c.runs) +
            " run(s), median; ns per operation per thread (in parentheses: ratio to " + kBaseline +
            "). Threaded rows (threads:N) on this machine's " +
            std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs.\n\n";
