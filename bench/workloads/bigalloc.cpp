@@ -139,11 +139,6 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   threads.reserve(T);
   for (unsigned t = 0; t < T; ++t) threads.emplace_back(worker, t);
-  auto sum = [&](uint64_t wl::ThreadStats::*field) {
-    uint64_t s = 0;
-    for (auto& st : stats) s += st.*field;
-    return s;
-  };
 
   wl::mark("start threads=%u budget/thread=%.1fMiB sizes=%llu..%llu ops/thread=%llu scale=%g seed=%llu",
            T, wl::mib(budget), (unsigned long long)min_size, (unsigned long long)max_size,
@@ -154,7 +149,7 @@ int main(int argc, char** argv) {
   uint64_t callocs = 0, reallocs = 0;
   for (unsigned t = 0; t < T; ++t) callocs += n_calloc[t], reallocs += n_realloc[t];
   wl::mark("run done live=%.1fMiB peak-live=%.1fMiB(sum of per-thread peaks) callocs=%llu reallocs=%llu",
-           wl::mib(sum(&wl::ThreadStats::live_bytes)), wl::mib(sum(&wl::ThreadStats::peak_bytes)),
+           wl::mib(wl::sum(stats, &wl::ThreadStats::live_bytes)), wl::mib(wl::sum(stats, &wl::ThreadStats::peak_bytes)),
            (unsigned long long)callocs, (unsigned long long)reallocs);
   wl::mark("free-all start");
   bar.arrive_and_wait();
@@ -162,11 +157,5 @@ int main(int argc, char** argv) {
   wl::mark("free-all done");
   for (auto& th : threads) th.join();
 
-  const uint64_t allocs = sum(&wl::ThreadStats::allocs);
-  if (allocs != sum(&wl::ThreadStats::frees) || sum(&wl::ThreadStats::live_bytes) != 0)
-    wl::fail("bookkeeping: %llu allocs, %llu frees", (unsigned long long)allocs,
-             (unsigned long long)sum(&wl::ThreadStats::frees));
-  uint64_t checksum = wl::mix64(sum(&wl::ThreadStats::checksum) ^ wl::mix64(allocs + (reallocs << 32)));
-  wl::mark("done");
-  return wl::finish(checksum);
+  return wl::verify_and_finish(stats, 0, /*check_live=*/true, reallocs << 32);
 }

@@ -99,35 +99,19 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   threads.reserve(T);
   for (unsigned t = 0; t < T; ++t) threads.emplace_back(worker, t);
-  auto sum = [&](uint64_t wl::ThreadStats::*field) {
-    uint64_t s = 0;
-    for (auto& st : stats) s += st.*field;
-    return s;
-  };
-  auto run_phase = [&](const char* name) {
-    wl::mark("%s start", name);
-    bar.arrive_and_wait();
-    bar.arrive_and_wait();
-  };
 
   wl::mark("start threads=%u slots/thread=%llu ops/thread=%llu scale=%g seed=%llu", T,
            (unsigned long long)slots_per_thread, (unsigned long long)ops_per_thread, opt.scale,
            (unsigned long long)opt.seed);
-  run_phase("fill");
-  wl::mark("fill done live=%.1fMiB", wl::mib(sum(&wl::ThreadStats::live_bytes)));
-  run_phase("churn");
+  wl::run_phase(bar, "fill");
+  wl::mark("fill done live=%.1fMiB", wl::mib(wl::sum(stats, &wl::ThreadStats::live_bytes)));
+  wl::run_phase(bar, "churn");
   wl::mark("churn done live=%.1fMiB peak-live=%.1fMiB(sum of per-thread peaks)",
-           wl::mib(sum(&wl::ThreadStats::live_bytes)), wl::mib(sum(&wl::ThreadStats::peak_bytes)));
-  run_phase("drain");
+           wl::mib(wl::sum(stats, &wl::ThreadStats::live_bytes)), wl::mib(wl::sum(stats, &wl::ThreadStats::peak_bytes)));
+  wl::run_phase(bar, "drain");
   wl::mark("drain done");
   for (auto& th : threads) th.join();
 
   const uint64_t expected = T * (slots_per_thread + ops_per_thread);
-  if (sum(&wl::ThreadStats::allocs) != expected || sum(&wl::ThreadStats::frees) != expected)
-    wl::fail("bookkeeping: %llu allocs, %llu frees, expected %llu",
-             (unsigned long long)sum(&wl::ThreadStats::allocs),
-             (unsigned long long)sum(&wl::ThreadStats::frees), (unsigned long long)expected);
-  uint64_t checksum = wl::mix64(sum(&wl::ThreadStats::checksum) ^ wl::mix64(expected));
-  wl::mark("done");
-  return wl::finish(checksum);
+  return wl::verify_and_finish(stats, expected, /*check_live=*/false);
 }

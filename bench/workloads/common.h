@@ -33,6 +33,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <vector>
 
 #include <signal.h>
 #include <time.h>
@@ -67,6 +68,16 @@ inline void write_all(int fd, const char* buf, size_t len) {
   }
 }
 
+// Formats fmt/ap into buf after its first n bytes (a prefix), cuts it to
+// fit and ends it with a newline. Returns the line's length.
+inline size_t finish_line(char* buf, size_t size, int n, const char* fmt, va_list ap) {
+  int m = vsnprintf(buf + n, size - size_t(n) - 1, fmt, ap);
+  size_t len = size_t(n) + (m < 0 ? 0 : size_t(m));
+  if (len > size - 2) len = size - 2;
+  buf[len++] = '\n';
+  return len;
+}
+
 // `[<name>] t=<s.mmm> <message>` on stderr.  Formats into a stack buffer and
 // uses write(2): no stdio buffering and no allocator calls, so it is safe to
 // use right before/after the idle phases.
@@ -77,11 +88,8 @@ inline void write_all(int fd, const char* buf, size_t len) {
                    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000));
   va_list ap;
   va_start(ap, fmt);
-  int m = vsnprintf(buf + n, sizeof buf - size_t(n) - 1, fmt, ap);
+  size_t len = finish_line(buf, sizeof buf, n, fmt, ap);
   va_end(ap);
-  size_t len = size_t(n) + (m < 0 ? 0 : size_t(m));
-  if (len > sizeof buf - 2) len = sizeof buf - 2;
-  buf[len++] = '\n';
   write_all(2, buf, len);
 }
 
@@ -102,11 +110,8 @@ inline std::atomic<bool> g_failing{false};
   int n = snprintf(buf, sizeof buf, "verify %s FAILED: ", g_name);
   va_list ap;
   va_start(ap, fmt);
-  int m = vsnprintf(buf + n, sizeof buf - size_t(n) - 1, fmt, ap);
+  size_t len = finish_line(buf, sizeof buf, n, fmt, ap);
   va_end(ap);
-  size_t len = size_t(n) + (m < 0 ? 0 : size_t(m));
-  if (len > sizeof buf - 2) len = sizeof buf - 2;
-  buf[len++] = '\n';
   fflush(stdout);
   write_all(1, buf, len);
   _exit(1);
@@ -558,6 +563,38 @@ struct alignas(64) ThreadStats {
 // Object id: allocating thread in the top bits, per-thread counter below.
 inline uint64_t make_id(unsigned thread, uint64_t counter) {
   return (uint64_t(thread) << 40) | counter;
+}
+
+// Sum of one per-thread counter over all threads.
+inline uint64_t sum(const std::vector<ThreadStats>& stats, uint64_t ThreadStats::*field) {
+  uint64_t s = 0;
+  for (const auto& st : stats) s += st.*field;
+  return s;
+}
+
+// Marks `<name> start` and lets the workers run one phase: they wait at the
+// barrier for the start, run the phase, and meet at the barrier again.
+inline void run_phase(Barrier& bar, const char* name) {
+  mark("%s start", name);
+  bar.arrive_and_wait();
+  bar.arrive_and_wait();
+}
+
+// The end of every workload: checks the bookkeeping (every allocation freed
+// exactly once; exactly `expected` allocations unless it is 0; live bytes
+// back to 0 when `check_live`), then marks `done` and prints the
+// verification line. The checksum mixes the per-object digests with the
+// allocation count plus `extra` (e.g. a count of reallocs).
+inline int verify_and_finish(const std::vector<ThreadStats>& stats, uint64_t expected,
+                             bool check_live, uint64_t extra = 0) {
+  const uint64_t allocs = sum(stats, &ThreadStats::allocs);
+  const uint64_t frees = sum(stats, &ThreadStats::frees);
+  if ((expected != 0 && allocs != expected) || frees != allocs ||
+      (check_live && sum(stats, &ThreadStats::live_bytes) != 0))
+    fail("bookkeeping: %llu allocs, %llu frees, expected %llu", (unsigned long long)allocs,
+         (unsigned long long)frees, (unsigned long long)(expected ? expected : allocs));
+  mark("done");
+  return finish(mix64(sum(stats, &ThreadStats::checksum) ^ mix64(allocs + extra)));
 }
 
 inline double mib(uint64_t bytes) { return double(bytes) / double(MiB); }

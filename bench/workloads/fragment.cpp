@@ -130,11 +130,6 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   threads.reserve(T);
   for (unsigned t = 0; t < T; ++t) threads.emplace_back(worker, t);
-  auto sum = [&](uint64_t wl::ThreadStats::*field) {
-    uint64_t s = 0;
-    for (auto& st : stats) s += st.*field;
-    return s;
-  };
 
   wl::mark("start threads=%u rounds=%u round-bytes/thread=%llu window-bytes/thread=%llu scale=%g seed=%llu",
            T, kRounds, (unsigned long long)round_bytes, (unsigned long long)window_bytes, opt.scale,
@@ -145,8 +140,8 @@ int main(int argc, char** argv) {
     wl::mark("round %u done sizes=%llu..%llu live=%.1fMiB allocs=%llu", round,
              (unsigned long long)(uint64_t(1) << round_bits(round)),
              (unsigned long long)((uint64_t(2) << round_bits(round)) - 1),
-             wl::mib(sum(&wl::ThreadStats::live_bytes)),
-             (unsigned long long)sum(&wl::ThreadStats::allocs));
+             wl::mib(wl::sum(stats, &wl::ThreadStats::live_bytes)),
+             (unsigned long long)wl::sum(stats, &wl::ThreadStats::allocs));
   }
   wl::mark("free-all start");
   bar.arrive_and_wait();
@@ -154,11 +149,5 @@ int main(int argc, char** argv) {
   wl::mark("free-all done");
   for (auto& th : threads) th.join();
 
-  const uint64_t allocs = sum(&wl::ThreadStats::allocs);
-  if (allocs != sum(&wl::ThreadStats::frees) || sum(&wl::ThreadStats::live_bytes) != 0)
-    wl::fail("bookkeeping: %llu allocs, %llu frees", (unsigned long long)allocs,
-             (unsigned long long)sum(&wl::ThreadStats::frees));
-  uint64_t checksum = wl::mix64(sum(&wl::ThreadStats::checksum) ^ wl::mix64(allocs));
-  wl::mark("done");
-  return wl::finish(checksum);
+  return wl::verify_and_finish(stats, 0, /*check_live=*/true);
 }

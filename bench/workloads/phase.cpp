@@ -163,39 +163,29 @@ int main(int argc, char** argv) {
   threads.reserve(T);
   for (unsigned t = 0; t < T; ++t) threads.emplace_back(worker, t);
 
-  auto run_phase = [&](const char* name) {
-    wl::mark("%s start", name);
-    bar.arrive_and_wait();
-    bar.arrive_and_wait();
-  };
-  auto sum = [&](uint64_t wl::ThreadStats::*field) {
-    uint64_t s = 0;
-    for (auto& st : stats) s += st.*field;
-    return s;
-  };
 
   wl::mark("start threads=%u objects=%zu scale=%g seed=%llu", T, N, opt.scale,
            (unsigned long long)opt.seed);
-  run_phase("grow");
+  wl::run_phase(bar, "grow");
   wl::mark("grow done live=%.1fMiB", wl::mib(grow_bytes));
 
-  run_phase("free90");
+  wl::run_phase(bar, "free90");
   wl::mark("free90 done live=%.1fMiB frees=%llu cross-thread=%llu", wl::mib(survivor_bytes),
-           (unsigned long long)sum(&wl::ThreadStats::frees),
-           (unsigned long long)sum(&wl::ThreadStats::cross_frees));
+           (unsigned long long)wl::sum(stats, &wl::ThreadStats::frees),
+           (unsigned long long)wl::sum(stats, &wl::ThreadStats::cross_frees));
 
   wl::mark("idle start ms=%llu", (unsigned long long)opt.idle_ms);
   wl::sleep_ms(opt.idle_ms);
   wl::mark("idle done");
 
-  run_phase("regrow");
+  wl::run_phase(bar, "regrow");
   wl::mark("regrow done live=%.1fMiB",
-           wl::mib(survivor_bytes + sum(&wl::ThreadStats::live_bytes)));
+           wl::mib(survivor_bytes + wl::sum(stats, &wl::ThreadStats::live_bytes)));
 
-  run_phase("free-all");
+  wl::run_phase(bar, "free-all");
   wl::mark("free-all done live=0.0MiB frees=%llu cross-thread=%llu",
-           (unsigned long long)sum(&wl::ThreadStats::frees),
-           (unsigned long long)sum(&wl::ThreadStats::cross_frees));
+           (unsigned long long)wl::sum(stats, &wl::ThreadStats::frees),
+           (unsigned long long)wl::sum(stats, &wl::ThreadStats::cross_frees));
 
   wl::mark("tail-idle start ms=%llu", (unsigned long long)opt.tail_idle_ms);
   wl::sleep_ms(opt.tail_idle_ms);
@@ -205,14 +195,7 @@ int main(int argc, char** argv) {
 
   // Every object ever allocated must have been checked and freed exactly once.
   const uint64_t expected = N + (N - n_survivors);
-  if (sum(&wl::ThreadStats::allocs) != expected || sum(&wl::ThreadStats::frees) != expected)
-    wl::fail("bookkeeping: %llu allocs, %llu frees, expected %llu",
-             (unsigned long long)sum(&wl::ThreadStats::allocs),
-             (unsigned long long)sum(&wl::ThreadStats::frees), (unsigned long long)expected);
   for (const Obj& o : objs)
     if (o.p != nullptr) wl::fail("object id=%llu was never freed", (unsigned long long)o.id);
-
-  uint64_t checksum = wl::mix64(sum(&wl::ThreadStats::checksum) ^ wl::mix64(expected));
-  wl::mark("done");
-  return wl::finish(checksum);
+  return wl::verify_and_finish(stats, expected, /*check_live=*/false);
 }

@@ -145,37 +145,21 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   threads.reserve(T);
   for (unsigned t = 0; t < T; ++t) threads.emplace_back(worker, t);
-  auto sum = [&](uint64_t wl::ThreadStats::*field) {
-    uint64_t s = 0;
-    for (auto& st : stats) s += st.*field;
-    return s;
-  };
-  auto run_phase = [&](const char* name) {
-    wl::mark("%s start", name);
-    bar.arrive_and_wait();
-    bar.arrive_and_wait();
-  };
 
   wl::mark("start threads=%u slots/thread=%llu steps/thread=%llu mailbox=%zu scale=%g seed=%llu",
            T, (unsigned long long)slots_per_thread, (unsigned long long)steps_per_thread, ring,
            opt.scale, (unsigned long long)opt.seed);
-  run_phase("fill");
-  run_phase("run");
+  wl::run_phase(bar, "fill");
+  wl::run_phase(bar, "run");
   {
-    uint64_t frees = sum(&wl::ThreadStats::frees), cross = sum(&wl::ThreadStats::cross_frees);
+    uint64_t frees = wl::sum(stats, &wl::ThreadStats::frees), cross = wl::sum(stats, &wl::ThreadStats::cross_frees);
     wl::mark("run done frees=%llu cross-thread=%llu (%.1f%%)", (unsigned long long)frees,
              (unsigned long long)cross, frees ? 100.0 * double(cross) / double(frees) : 0.0);
   }
-  run_phase("drain");
+  wl::run_phase(bar, "drain");
   wl::mark("drain done");
   for (auto& th : threads) th.join();
 
   const uint64_t expected = T * (slots_per_thread + prefill + steps_per_thread);
-  if (sum(&wl::ThreadStats::allocs) != expected || sum(&wl::ThreadStats::frees) != expected)
-    wl::fail("bookkeeping: %llu allocs, %llu frees, expected %llu",
-             (unsigned long long)sum(&wl::ThreadStats::allocs),
-             (unsigned long long)sum(&wl::ThreadStats::frees), (unsigned long long)expected);
-  uint64_t checksum = wl::mix64(sum(&wl::ThreadStats::checksum) ^ wl::mix64(expected));
-  wl::mark("done");
-  return wl::finish(checksum);
+  return wl::verify_and_finish(stats, expected, /*check_live=*/false);
 }

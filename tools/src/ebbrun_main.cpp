@@ -32,6 +32,10 @@
 #endif
 
 namespace m = ebb::measure;
+using m::AllocRuns;
+using m::fmtd;
+using m::shell_join;
+using m::split;
 
 namespace {
 
@@ -70,33 +74,18 @@ struct Config {
 
 // Strict integer parse: all of `s` must be digits, value in [lo, hi].
 int parse_int(const std::string& opt, const std::string& s, long lo, long hi) {
-  errno = 0;
-  char* end = nullptr;
-  long v = strtol(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi)
+  long v;
+  if (!m::parse_int(s, lo, hi, &v))
     usage_error(opt + " needs a whole number from " + std::to_string(lo) + " to " +
                 std::to_string(hi) + ", got '" + s + "'");
   return static_cast<int>(v);
 }
 
 double parse_seconds(const std::string& opt, const std::string& s) {
-  char* end = nullptr;
-  double v = strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(v) || v <= 0)
+  double v;
+  if (!m::parse_positive(s, &v))
     usage_error(opt + " needs a positive number of seconds, got '" + s + "'");
   return v;
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t p = s.find(sep, start);
-    out.push_back(s.substr(start, p - start));
-    if (p == std::string::npos) break;
-    start = p + 1;
-  }
-  return out;
 }
 
 bool valid_env_name(const std::string& n) {
@@ -121,23 +110,11 @@ Config parse_args(int argc, char** argv, const std::vector<m::Allocator>& known)
       for (++i; i < argc; ++i) c.cmd.push_back(argv[i]);
       break;
     }
-    if (a == "-h" || a == "--help") {
-      fputs(kUsage, stdout);
-      exit(0);
-    }
     // Options take "--opt VALUE" or "--opt=VALUE".
-    std::string name = a, value;
-    bool has_value = false;
-    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
-    auto need_value = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) usage_error(name + " needs a value");
-      return argv[++i];
-    };
+    const m::CliOption opt = m::split_option(a, kUsage);
+    const std::string& name = opt.name;
+    const bool has_value = opt.has_value;
+    auto need_value = [&] { return opt.need_value(argc, argv, &i, usage_error); };
     if (name == "--alloc") {
       c.allocs.clear();
       for (const auto& n : split(need_value(), ',')) {
@@ -175,8 +152,8 @@ Config parse_args(int argc, char** argv, const std::vector<m::Allocator>& known)
     } else if (name == "--quiet") {
       c.quiet = true;
       if (has_value) {
-        if (value.empty()) usage_error("--quiet= needs a file name");
-        c.quiet_file = value;
+        if (opt.value.empty()) usage_error("--quiet= needs a file name");
+        c.quiet_file = opt.value;
       }
     } else if (name == "--install" && !has_value) {
       c.install = true;
@@ -202,128 +179,8 @@ Config parse_args(int argc, char** argv, const std::vector<m::Allocator>& known)
 // runs so a long measurement isn't lost at the end. Creates and removes
 // path + ".tmp", which is also how the files are written later.
 void check_writable(const std::string& opt, const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    usage_error(opt + ": " + path + " is a directory");
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) usage_error(opt + ": cannot write " + path + ": " + strerror(errno));
-  close(fd);
-  unlink(tmp.c_str());
-}
-
-// Runs a command with its stdout sent to our stderr (so ebbrun's stdout
-// stays the table); returns its exit code, -1 if it could not run.
-int run_to_stderr(const std::vector<std::string>& args) {
-  std::vector<char*> av;
-  std::vector<std::string> copy = args;
-  for (auto& s : copy) av.push_back(s.data());
-  av.push_back(nullptr);
-  fflush(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    dup2(STDERR_FILENO, STDOUT_FILENO);
-    execvp(av[0], av.data());
-    _exit(127);
-  }
-  int ws;
-  while (waitpid(pid, &ws, 0) < 0)
-    if (errno != EINTR) return -1;
-  return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-}
-
-// --install: apt-get the missing peer allocators.
-void install_allocators(const std::vector<const m::Allocator*>& wanted) {
-  bool missing = false;
-  for (const auto* a : wanted) missing |= a->name != "ebb" && !a->installed();
-  if (!missing) {
-    fprintf(stderr, "ebbrun: --install: the requested allocators are already installed\n");
-    return;
-  }
-  fprintf(stderr, "ebbrun: --install: running apt-get update and apt-get install\n");
-  std::vector<std::string> cmd = {"apt-get", "install", "-y"};
-  for (const char* p : m::kAllocatorPackages) cmd.push_back(p);
-  if (run_to_stderr({"apt-get", "update"}) != 0 || run_to_stderr(cmd) != 0) {
-    fprintf(stderr, "ebbrun: --install: apt-get failed (are you root?)\n");
-    exit(1);
-  }
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// All runs of one allocator, with the medians the table shows.
-struct AllocRuns {
-  const m::Allocator* alloc;
-  std::vector<m::RunResult> runs;
-
-  std::vector<const m::RunResult*> started() const {
-    std::vector<const m::RunResult*> s;
-    for (const auto& r : runs)
-      if (r.started) s.push_back(&r);
-    return s;
-  }
-  template <typename F>
-  double med(F field) const {
-    std::vector<double> v;
-    for (const auto* r : started()) v.push_back(field(*r));
-    return median(v);
-  }
-  bool any_started() const { return !started().empty(); }
-  bool all_ok() const {
-    return std::all_of(runs.begin(), runs.end(), [](const auto& r) { return r.ok; });
-  }
-  double time() const { return med([](const m::RunResult& r) { return r.wall_s; }); }
-  double peak() const { return med([](const m::RunResult& r) { return double(r.peak); }); }
-  double final_rss() const { return med([](const m::RunResult& r) { return double(r.final_rss); }); }
-  double mean() const { return med([](const m::RunResult& r) { return r.mean_rss; }); }
-  double integral() const { return med([](const m::RunResult& r) { return r.integral_mib_s; }); }
-  double faults() const { return med([](const m::RunResult& r) { return double(r.minor_faults); }); }
-
-  // "0" when all runs succeeded, else each distinct failure (with how many
-  // runs it hit when there were several runs).
-  std::string status() const {
-    if (all_ok()) return "0";
-    std::map<std::string, int> count;
-    std::vector<std::string> order;
-    for (const auto& r : runs)
-      if (!r.ok && count[r.status]++ == 0) order.push_back(r.status);
-    std::string s;
-    for (const auto& st : order) {
-      if (!s.empty()) s += "; ";
-      s += st;
-      if (runs.size() > 1)
-        s += " (" + std::to_string(count[st]) + "/" + std::to_string(runs.size()) + " runs)";
-    }
-    return s;
-  }
-
-  // The run with the median wall time (the lower middle one for an even
-  // count): the one that is plotted. nullptr when no run started.
-  const m::RunResult* representative() const {
-    auto s = started();
-    if (s.empty()) return nullptr;
-    std::sort(s.begin(), s.end(), [](auto a, auto b) { return a->wall_s < b->wall_s; });
-    return s[(s.size() - 1) / 2];
-  }
-};
-
-// Display width of UTF-8 text (counts code points, not bytes: "MiB·s").
-size_t width(const std::string& s) {
-  size_t w = 0;
-  for (unsigned char ch : s) w += (ch & 0xC0) != 0x80;
-  return w;
-}
-
-std::string fmtd(const char* f, double v) {
-  char buf[64];
-  snprintf(buf, sizeof buf, f, v);
-  return buf;
+  std::string err = m::writable_error(path);
+  if (!err.empty()) usage_error(opt + ": " + err);
 }
 
 void print_table(const std::vector<AllocRuns>& all) {
@@ -360,15 +217,15 @@ void print_table(const std::vector<AllocRuns>& all) {
   }
   std::vector<size_t> w(head.size());
   for (size_t k = 0; k < head.size(); ++k) {
-    w[k] = width(head[k]);
-    for (const auto& r : rows) w[k] = std::max(w[k], width(r[k]));
+    w[k] = m::display_width(head[k]);
+    for (const auto& r : rows) w[k] = std::max(w[k], m::display_width(r[k]));
   }
   // Text columns (allocator, status) left-aligned, numbers right-aligned.
   auto line = [&](const std::vector<std::string>& cells) {
     std::string out;
     for (size_t k = 0; k < cells.size(); ++k) {
       bool left = k == 0 || head[k] == "status";
-      std::string pad(w[k] - width(cells[k]), ' ');
+      std::string pad(w[k] - m::display_width(cells[k]), ' ');
       if (k) out += "  ";
       out += left ? cells[k] + pad : pad + cells[k];
     }
@@ -380,62 +237,24 @@ void print_table(const std::vector<AllocRuns>& all) {
   fflush(stdout);
 }
 
-std::string shell_join(const std::vector<std::string>& cmd) {
-  std::string s;
-  for (const auto& a : cmd) {
-    if (!s.empty()) s += ' ';
-    bool plain = !a.empty() && a.find_first_of(" \t\n'\"\\$`*?;&|<>()") == std::string::npos;
-    if (plain) {
-      s += a;
-    } else {
-      s += '\'';
-      for (char ch : a) s += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-      s += '\'';
-    }
-  }
-  return s;
-}
-
-// A fixed color per allocator, so plots from different runs compare at a
-// glance; ebb is the red one.
-std::string color_for(const std::string& name, size_t index) {
-  static const std::map<std::string, std::string> fixed = {
-      {"glibc", "#555555"},    {"ebb", "#d62728"},         {"mimalloc", "#1f77b4"},
-      {"jemalloc", "#2ca02c"}, {"jemalloc-bg", "#ff7f0e"}, {"tcmalloc", "#9467bd"}};
-  auto it = fixed.find(name);
-  return it != fixed.end() ? it->second : ebb::svg::palette(index);
-}
-
 bool write_plot(const std::string& path, const std::vector<AllocRuns>& all,
                 const Config& c) {
-  ebb::svg::Chart chart;
   // The command as the subtitle shows it: the program's base name is enough
   // (the table above names it in full).
   std::vector<std::string> short_cmd = c.cmd;
   short_cmd[0] = short_cmd[0].substr(short_cmd[0].rfind('/') + 1);
-  chart.title = "Memory of the process tree (RSS) over time, by allocator";
-  chart.subtitle = "sampled every " + std::to_string(c.interval_ms) + " ms" +
-                   (c.runs > 1 ? ", median-time run of " + std::to_string(c.runs) : "") +
-                   "  \u2014  $ " + shell_join(short_cmd);
-  chart.x_label = "time (s)";
-  chart.y_label = "RSS (MiB)";
-  for (size_t i = 0; i < all.size(); ++i) {
-    const auto& a = all[i];
-    ebb::svg::Series s;
-    s.label = a.alloc->name;
-    s.color = color_for(a.alloc->name, i);
-    if (!a.all_ok()) s.note = a.status();
-    if (const m::RunResult* r = a.representative())
-      for (const auto& p : r->samples) s.points.push_back({p.t, double(p.rss) / kMiB});
-    chart.series.push_back(std::move(s));
+  std::vector<const AllocRuns*> series;
+  std::vector<std::string> notes;
+  for (const auto& a : all) {
+    series.push_back(&a);
+    notes.push_back(a.all_ok() ? "" : a.status());
   }
-  std::string err;
-  if (!ebb::svg::write_file(path, chart, &err)) {
-    fprintf(stderr, "ebbrun: --plot: %s\n", err.c_str());
-    return false;
-  }
-  fprintf(stderr, "ebbrun: wrote %s\n", path.c_str());
-  return true;
+  return m::write_rss_chart(
+      path, "Memory of the process tree (RSS) over time, by allocator",
+      "sampled every " + std::to_string(c.interval_ms) + " ms" +
+          (c.runs > 1 ? ", median-time run of " + std::to_string(c.runs) : "") +
+          "  \u2014  $ " + shell_join(short_cmd),
+      series, notes, "ebbrun");
 }
 
 bool write_csv(const std::string& path, const std::vector<AllocRuns>& all) {
@@ -471,18 +290,6 @@ std::string phase_path() {
   return over && *over ? over : EBB_PHASE_PATH;
 }
 
-// Demo runs must print the workload's "verify ... OK" line; a run that
-// exits 0 without it computed something wrong, and must not look fine.
-void check_verify_line(m::RunResult& r) {
-  if (!r.ok) return;
-  const std::string& out = r.stdout_tail;
-  size_t v = out.rfind("verify ");
-  if (v == std::string::npos || out.find("OK", v) == std::string::npos) {
-    r.ok = false;
-    r.status = "no 'verify ... OK' line";
-  }
-}
-
 std::string pct_vs(double mine, double theirs) {
   if (theirs <= 0) return "n/a";
   double d = (mine / theirs - 1) * 100;
@@ -492,33 +299,6 @@ std::string pct_vs(double mine, double theirs) {
   else
     snprintf(buf, sizeof buf, "%.0f%% %s than", std::fabs(d), d < 0 ? "lower" : "higher");
   return buf;
-}
-
-// The time of the workload's phase marker "[phase] t=SECONDS WHAT" (printed
-// on its stderr), or -1 when there is none.
-double marker_time(const std::string& err, const std::string& what) {
-  size_t pos = 0;
-  while ((pos = err.find("[phase] t=", pos)) != std::string::npos) {
-    size_t eol = err.find('\n', pos);
-    std::string line = err.substr(pos, eol == std::string::npos ? eol : eol - pos);
-    char* end = nullptr;
-    double t = strtod(line.c_str() + 10, &end);
-    if (end && std::string(end) == " " + what) return t;
-    if (eol == std::string::npos) break;
-    pos = eol;
-  }
-  return -1;
-}
-
-// RSS at the end of the phase that finished at workload time `t`: the last
-// sample at or before t. (The workload's clock starts a little after ours,
-// so that sample lies inside the phase.) -1 when unknown.
-double rss_at_end_of(const m::RunResult& r, double t) {
-  if (t < 0) return -1;
-  double rss = -1;
-  for (const auto& s : r.samples)
-    if (s.t <= t) rss = static_cast<double>(s.rss);
-  return rss;
 }
 
 // "least: X (A MiB), most: Y (B MiB), ebb: C MiB" over (name, bytes) pairs.
@@ -554,8 +334,8 @@ void print_reading(const std::vector<AllocRuns>& all, double idle_s, double tail
     if (!r || !a.all_ok()) continue;
     good.push_back(&a);
     if (a.alloc->name == "ebb") ebb = &a;
-    double idle = rss_at_end_of(*r, marker_time(r->stderr_tail, "idle done"));
-    double tail = rss_at_end_of(*r, marker_time(r->stderr_tail, "tail-idle done"));
+    double idle = m::rss_at_end_of(*r, m::marker_time(r->stderr_tail, "phase", "idle done"));
+    double tail = m::rss_at_end_of(*r, m::marker_time(r->stderr_tail, "phase", "tail-idle done"));
     if (idle >= 0) idle_end.push_back({a.alloc->name, idle});
     tail_end.push_back({a.alloc->name, tail >= 0 ? tail : double(r->final_rss)});
   }
@@ -586,19 +366,6 @@ void print_reading(const std::vector<AllocRuns>& all, double idle_s, double tail
     if (!a.all_ok())
       failed += (failed.empty() ? "" : ", ") + a.alloc->name + " (" + a.status() + ")";
   if (!failed.empty()) printf("  Failed: %s.\n", failed.c_str());
-}
-
-// The last `n` lines of `text`, each indented.
-std::string last_lines(const std::string& text, int n) {
-  size_t pos = text.size();
-  if (pos && text[pos - 1] == '\n') --pos;
-  for (int i = 0; i < n && pos != std::string::npos && pos > 0; ++i)
-    pos = text.rfind('\n', pos - 1);
-  std::string tail = text.substr(pos == std::string::npos || pos == 0 ? 0 : pos + 1);
-  std::string out;
-  for (const auto& l : split(tail, '\n'))
-    if (!l.empty()) out += "    " + l + "\n";
-  return out;
 }
 
 }  // namespace
@@ -635,12 +402,8 @@ int main(int argc, char** argv) {
       usage_error(std::string("--quiet: cannot write ") + path + ": " + strerror(errno));
   }
 
-  std::vector<const m::Allocator*> wanted;
-  if (c.allocs.empty())
-    for (const auto& a : known) wanted.push_back(&a);
-  else
-    for (const auto& n : c.allocs) wanted.push_back(m::find_allocator(known, n));
-  if (c.install) install_allocators(wanted);
+  std::vector<const m::Allocator*> wanted = m::select_allocators(known, c.allocs);
+  if (c.install && !m::install_allocators(wanted, "ebbrun")) return 1;
 
   std::vector<AllocRuns> all;
   for (const auto* a : wanted) {
@@ -676,10 +439,10 @@ int main(int argc, char** argv) {
               a.alloc->preload.empty() ? "" : " (LD_PRELOAD ",
               a.alloc->preload.empty() ? "" : (a.alloc->preload + ")").c_str());
       m::RunResult r = m::run_under(*a.alloc, c.cmd, o);
-      if (c.demo) check_verify_line(r);
+      if (c.demo) m::check_verify_line(r);
       if (!r.ok) {
         fprintf(stderr, "ebbrun: %s: %s\n", a.alloc->name.c_str(), r.status.c_str());
-        if (c.demo) fputs(last_lines(r.stderr_tail + r.stdout_tail, 5).c_str(), stderr);
+        if (c.demo) fputs(m::last_lines(r.stderr_tail + r.stdout_tail, 5).c_str(), stderr);
       }
       a.runs.push_back(std::move(r));
     }

@@ -1,13 +1,16 @@
 // measure.cpp — see measure.h.
 #include "measure.h"
+#include "svg_plot.h"
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <unordered_map>
 
 #include <dirent.h>
@@ -71,6 +74,16 @@ const Allocator* find_allocator(const std::vector<Allocator>& all,
   for (const auto& a : all)
     if (a.name == name) return &a;
   return nullptr;
+}
+
+std::vector<const Allocator*> select_allocators(const std::vector<Allocator>& known,
+                                                const std::vector<std::string>& names) {
+  std::vector<const Allocator*> out;
+  if (names.empty())
+    for (const auto& a : known) out.push_back(&a);
+  else
+    for (const auto& n : names) out.push_back(find_allocator(known, n));
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -540,6 +553,8 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
     }
   }
   r.minor_faults = ru.ru_minflt;
+  r.cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
   // ru_maxrss (KiB) is the kernel's exact high-water mark of the largest
   // single process in the tree: a lower bound for the tree's peak that a
   // spike between two samples cannot escape.
@@ -552,6 +567,269 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
     close_captured();
   }
   return r;
+}
+
+}  // namespace ebb::measure
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the command-line drivers
+// ---------------------------------------------------------------------------
+
+namespace ebb::measure {
+
+CliOption split_option(const std::string& a, const char* usage) {
+  if (a == "-h" || a == "--help") {
+    fputs(usage, stdout);
+    exit(0);
+  }
+  CliOption o{a, "", false};
+  if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos)
+    o = {a.substr(0, eq), a.substr(eq + 1), true};
+  return o;
+}
+
+std::string CliOption::need_value(int argc, char** argv, int* i,
+                                  void (*usage_error)(const std::string&)) const {
+  if (has_value) return value;
+  if (*i + 1 >= argc) usage_error(name + " needs a value");
+  return argv[++*i];
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t p = s.find(sep, start);
+    out.push_back(s.substr(start, p - start));
+    if (p == std::string::npos) break;
+    start = p + 1;
+  }
+  return out;
+}
+
+bool parse_int(const std::string& s, long lo, long hi, long* out) {
+  errno = 0;
+  char* end = nullptr;
+  long v = strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_positive(const std::string& s, double* out) {
+  char* end = nullptr;
+  double v = strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !std::isfinite(v) || v <= 0) return false;
+  *out = v;
+  return true;
+}
+
+std::string writable_error(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return path + " is a directory";
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return "cannot write " + path + ": " + strerror(errno);
+  close(fd);
+  unlink(tmp.c_str());
+  return "";
+}
+
+int run_to_stderr(const std::vector<std::string>& args) {
+  std::vector<char*> av;
+  std::vector<std::string> copy = args;
+  for (auto& s : copy) av.push_back(s.data());
+  av.push_back(nullptr);
+  fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    dup2(STDERR_FILENO, STDOUT_FILENO);
+    execvp(av[0], av.data());
+    _exit(127);
+  }
+  int ws;
+  while (waitpid(pid, &ws, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+bool install_allocators(const std::vector<const Allocator*>& wanted, const char* tool) {
+  bool missing = false;
+  for (const auto* a : wanted) missing |= a->name != "ebb" && !a->installed();
+  if (!missing) {
+    fprintf(stderr, "%s: --install: the requested allocators are already installed\n", tool);
+    return true;
+  }
+  fprintf(stderr, "%s: --install: running apt-get update and apt-get install\n", tool);
+  std::vector<std::string> cmd = {"apt-get", "install", "-y"};
+  for (const char* p : kAllocatorPackages) cmd.push_back(p);
+  if (run_to_stderr({"apt-get", "update"}) != 0 || run_to_stderr(cmd) != 0) {
+    fprintf(stderr, "%s: --install: apt-get failed (are you root?)\n", tool);
+    return false;
+  }
+  return true;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::vector<const RunResult*> AllocRuns::started() const {
+  std::vector<const RunResult*> s;
+  for (const auto& r : runs)
+    if (r.started) s.push_back(&r);
+  return s;
+}
+
+std::string AllocRuns::status() const {
+  if (all_ok()) return "0";
+  std::map<std::string, int> count;
+  std::vector<std::string> order;
+  for (const auto& r : runs)
+    if (!r.ok && count[r.status]++ == 0) order.push_back(r.status);
+  std::string s;
+  for (const auto& st : order) {
+    if (!s.empty()) s += "; ";
+    s += st;
+    if (runs.size() > 1)
+      s += " (" + std::to_string(count[st]) + "/" + std::to_string(runs.size()) + " runs)";
+  }
+  return s;
+}
+
+const RunResult* AllocRuns::representative() const {
+  auto s = started();
+  if (s.empty()) return nullptr;
+  std::sort(s.begin(), s.end(), [](auto a, auto b) { return a->wall_s < b->wall_s; });
+  return s[(s.size() - 1) / 2];
+}
+
+size_t display_width(const std::string& s) {
+  size_t w = 0;
+  for (unsigned char ch : s) w += (ch & 0xC0) != 0x80;
+  return w;
+}
+
+std::string fmtd(const char* format, double v) {
+  char buf[64];
+  snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string shell_join(const std::vector<std::string>& cmd) {
+  std::string s;
+  for (const auto& a : cmd) {
+    if (!s.empty()) s += ' ';
+    bool plain = !a.empty() && a.find_first_of(" \t\n'\"\\$`*?;&|<>()") == std::string::npos;
+    if (plain) {
+      s += a;
+    } else {
+      s += '\'';
+      for (char ch : a) s += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+      s += '\'';
+    }
+  }
+  return s;
+}
+
+std::string allocator_color(const std::string& name, size_t index) {
+  static const std::map<std::string, std::string> fixed = {
+      {"glibc", "#555555"},    {"ebb", "#d62728"},         {"mimalloc", "#1f77b4"},
+      {"jemalloc", "#2ca02c"}, {"jemalloc-bg", "#ff7f0e"}, {"tcmalloc", "#9467bd"}};
+  auto it = fixed.find(name);
+  return it != fixed.end() ? it->second : ebb::svg::palette(index);
+}
+
+ebb::svg::Series rss_series(const AllocRuns& a, size_t index, const std::string& note) {
+  ebb::svg::Series s;
+  s.label = a.alloc->name;
+  s.color = allocator_color(a.alloc->name, index);
+  s.note = note;
+  if (const RunResult* r = a.representative())
+    for (const auto& p : r->samples) s.points.push_back({p.t, double(p.rss) / (1024.0 * 1024.0)});
+  return s;
+}
+
+bool write_rss_chart(const std::string& path, const std::string& title,
+                     const std::string& subtitle, const std::vector<const AllocRuns*>& all,
+                     const std::vector<std::string>& notes, const char* tool) {
+  ebb::svg::Chart chart;
+  chart.title = title;
+  chart.subtitle = subtitle;
+  chart.x_label = "time (s)";
+  chart.y_label = "RSS (MiB)";
+  for (size_t i = 0; i < all.size(); ++i)
+    chart.series.push_back(rss_series(*all[i], i, i < notes.size() ? notes[i] : ""));
+  std::string err;
+  if (!ebb::svg::write_file(path, chart, &err)) {
+    fprintf(stderr, "%s: --plot: %s\n", tool, err.c_str());
+    return false;
+  }
+  fprintf(stderr, "%s: wrote %s\n", tool, path.c_str());
+  return true;
+}
+
+std::string last_lines(const std::string& text, int n) {
+  size_t pos = text.size();
+  if (pos && text[pos - 1] == '\n') --pos;
+  for (int i = 0; i < n && pos != std::string::npos && pos > 0; ++i)
+    pos = text.rfind('\n', pos - 1);
+  std::string tail = text.substr(pos == std::string::npos || pos == 0 ? 0 : pos + 1);
+  std::string out;
+  for (const auto& l : split(tail, '\n'))
+    if (!l.empty()) out += "    " + l + "\n";
+  return out;
+}
+
+std::string check_verify_line(RunResult& r) {
+  const std::string& out = r.stdout_tail;
+  size_t v = out.rfind("verify ");
+  size_t eol = v == std::string::npos ? v : out.find('\n', v);
+  std::string line = v == std::string::npos ? "" : out.substr(v, eol == std::string::npos ? eol : eol - v);
+  size_t failed = line.find(" FAILED: ");
+  if (!r.ok) {
+    if (failed != std::string::npos) r.status += " (" + line.substr(failed + 1) + ")";
+    return "";
+  }
+  size_t sum = line.find(" checksum=");
+  if (failed != std::string::npos || sum == std::string::npos || line.size() < 3 ||
+      line.compare(line.size() - 3, 3, " OK") != 0) {
+    r.ok = false;
+    r.status = failed != std::string::npos ? line.substr(failed + 1) : "no 'verify ... OK' line";
+    return "";
+  }
+  size_t from = sum + 10;
+  return line.substr(from, line.size() - 3 - from);
+}
+
+double marker_time(const std::string& err, const std::string& name, const std::string& what) {
+  const std::string tag = "[" + name + "] t=";
+  size_t pos = 0;
+  while ((pos = err.find(tag, pos)) != std::string::npos) {
+    size_t eol = err.find('\n', pos);
+    std::string line = err.substr(pos, eol == std::string::npos ? eol : eol - pos);
+    char* end = nullptr;
+    double t = strtod(line.c_str() + tag.size(), &end);
+    // The text is `what`, or `what` followed by details after a space.
+    if (end && std::string(end).compare(0, what.size() + 1, " " + what) == 0 &&
+        (end[what.size() + 1] == '\0' || end[what.size() + 1] == ' '))
+      return t;
+    if (eol == std::string::npos) break;
+    pos = eol;
+  }
+  return -1;
+}
+
+double rss_at_end_of(const RunResult& r, double t) {
+  if (t < 0) return -1;
+  double rss = -1;
+  for (const auto& s : r.samples)
+    if (s.t <= t) rss = static_cast<double>(s.rss);
+  return rss;
 }
 
 }  // namespace ebb::measure

@@ -8,12 +8,15 @@
 // run_under() forks, so call it from a process with no other threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <sys/types.h>
+
+#include "svg_plot.h"
 
 namespace ebb::measure {
 
@@ -49,6 +52,11 @@ std::vector<Allocator> known_allocators();
 // The allocator with that name, or nullptr.
 const Allocator* find_allocator(const std::vector<Allocator>& all,
                                 const std::string& name);
+
+// The allocators named (all known ones when `names` is empty), in that
+// order; every name must be known.
+std::vector<const Allocator*> select_allocators(const std::vector<Allocator>& known,
+                                                const std::vector<std::string>& names);
 
 // The Debian packages that provide the non-ebb allocators.
 inline constexpr const char* kAllocatorPackages[] = {
@@ -136,6 +144,7 @@ struct RunResult {
   double mean_rss = 0;          // bytes; time-weighted mean over the samples
   double integral_mib_s = 0;    // ∫ RSS dt in MiB·s
   long minor_faults = 0;        // ru_minflt of the child and its waited-for descendants
+  double cpu_s = 0;             // user + system CPU seconds (same rusage)
   std::string status;           // "0", "exit 3", "signal SIGSEGV", "command not found", ...
   bool ok = false;              // exited with status 0
   bool started = false;         // exec succeeded (numbers are meaningful)
@@ -155,5 +164,124 @@ void summarize(RunResult& r);
 
 // "0", "exit N", "signal SIGSEGV" (+ " (core dumped)") for a wait status.
 std::string describe_wait_status(int wstatus);
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the command-line drivers (ebbrun, bench/compare)
+// ---------------------------------------------------------------------------
+
+// One command-line argument as the drivers' parsers see it: "--opt VALUE"
+// or "--opt=VALUE" (the value inline).
+struct CliOption {
+  std::string name;   // the whole argument, or what precedes '=' in "--opt=..."
+  std::string value;  // what follows '='
+  bool has_value = false;
+  // The value: inline, else the next argument (advancing *i). When there is
+  // none, calls usage_error("NAME needs a value"), which must not return.
+  std::string need_value(int argc, char** argv, int* i,
+                         void (*usage_error)(const std::string&)) const;
+};
+// Splits `arg`; "-h" and "--help" print `usage` on stdout and exit 0.
+CliOption split_option(const std::string& arg, const char* usage);
+
+// `s` cut at every `sep` (empty fields kept).
+std::vector<std::string> split(const std::string& s, char sep);
+
+// Strict parses: all of `s` must be the number. False when malformed or out
+// of range (integers in [lo, hi]; doubles finite and > 0).
+bool parse_int(const std::string& s, long lo, long hi, long* out);
+bool parse_positive(const std::string& s, double* out);
+
+// "" when `path` can be written (checked by creating and removing
+// path + ".tmp", which is also how results are written), else why not.
+std::string writable_error(const std::string& path);
+
+// Runs a command with its stdout sent to our stderr (so the caller's stdout
+// stays its tables); returns its exit code, -1 if it could not run.
+int run_to_stderr(const std::vector<std::string>& args);
+
+// --install: apt-gets kAllocatorPackages when one of `wanted` (ebb aside) is
+// missing. `tool` prefixes the notes. False when apt-get failed.
+bool install_allocators(const std::vector<const Allocator*>& wanted, const char* tool);
+
+// Median (the mean of the two middle values for an even count); 0 if empty.
+double median(std::vector<double> v);
+
+// All runs of one allocator, with their medians over the runs that started.
+struct AllocRuns {
+  const Allocator* alloc;
+  std::vector<RunResult> runs;
+
+  std::vector<const RunResult*> started() const;
+  template <typename F>
+  double med(F field) const {
+    std::vector<double> v;
+    for (const auto* r : started()) v.push_back(field(*r));
+    return median(v);
+  }
+  bool any_started() const { return !started().empty(); }
+  bool all_ok() const {
+    return std::all_of(runs.begin(), runs.end(), [](const auto& r) { return r.ok; });
+  }
+  double time() const { return med([](const RunResult& r) { return r.wall_s; }); }
+  double peak() const { return med([](const RunResult& r) { return double(r.peak); }); }
+  double final_rss() const { return med([](const RunResult& r) { return double(r.final_rss); }); }
+  double mean() const { return med([](const RunResult& r) { return r.mean_rss; }); }
+  double integral() const { return med([](const RunResult& r) { return r.integral_mib_s; }); }
+  double faults() const { return med([](const RunResult& r) { return double(r.minor_faults); }); }
+  double cpu() const { return med([](const RunResult& r) { return r.cpu_s; }); }
+
+  // "0" when all runs succeeded, else each distinct failure (with how many
+  // runs it hit when there were several runs).
+  std::string status() const;
+
+  // The run with the median wall time (the lower middle one for an even
+  // count): the one that is plotted. nullptr when no run started.
+  const RunResult* representative() const;
+};
+
+// Display width of UTF-8 text (counts code points, not bytes: "MiB·s").
+size_t display_width(const std::string& s);
+
+// printf of one double.
+std::string fmtd(const char* format, double v);
+
+// The command as a shell would take it back (quoted where needed).
+std::string shell_join(const std::vector<std::string>& cmd);
+
+// A fixed color per allocator, so plots from different runs compare at a
+// glance; ebb is the red one. Others get svg::palette(index).
+std::string allocator_color(const std::string& name, size_t index);
+
+// RSS (MiB) over time (s) of a's representative run as a chart series,
+// colored by allocator_color(name, index); `note` goes into the legend
+// (e.g. why the allocator failed).
+ebb::svg::Series rss_series(const AllocRuns& a, size_t index, const std::string& note);
+
+// An RSS-over-time chart: titles, axis labels and one rss_series per
+// allocator (`notes[i]` for all[i], may be shorter), written to `path`.
+// Notes on stderr start with `tool`. False when it could not be written.
+bool write_rss_chart(const std::string& path, const std::string& title,
+                     const std::string& subtitle, const std::vector<const AllocRuns*>& all,
+                     const std::vector<std::string>& notes, const char* tool);
+
+// The last `n` lines of `text`, each indented by four spaces.
+std::string last_lines(const std::string& text, int n);
+
+// Workload runs must print a `verify <name> checksum=<hex> OK` line
+// (bench/workloads): a run that exits 0 without it computed something wrong
+// and must not look fine, so it is marked failed ("no 'verify ... OK'
+// line"). A failed run that printed `verify <name> FAILED: <reason>` gets the
+// reason added to its status. Returns the checksum ("" when none).
+std::string check_verify_line(RunResult& r);
+
+// The time of a workload's phase marker "[NAME] t=SECONDS WHAT" or
+// "[NAME] t=SECONDS WHAT DETAILS..." (printed on its stderr, see
+// bench/workloads/README.md), or -1 when there is none.
+double marker_time(const std::string& err, const std::string& name, const std::string& what);
+
+// RSS at the end of the phase that finished at workload time `t`: the last
+// sample at or before t. (The workload's clock starts a little after ours,
+// so that sample lies inside the phase.) -1 when unknown.
+double rss_at_end_of(const RunResult& r, double t);
 
 }  // namespace ebb::measure

@@ -5,18 +5,9 @@
 # mimalloc/jemalloc/tcmalloc being installed.
 set -u
 case_name=$1 ebbrun=$2 shape=$3 dummy_so=$4
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-
-fail() { echo "FAIL [$case_name]: $*" >&2; echo "--- stdout:" >&2; cat out 2>/dev/null >&2
-         echo "--- stderr:" >&2; cat err 2>/dev/null >&2; exit 1; }
-# run ARGS...: runs ebbrun, stdout → out, stderr → err, exit code → $rc.
-run() { "$ebbrun" "$@" >out 2>err </dev/null; rc=$?; }
-expect_rc() { [ "$rc" = "$1" ] || fail "exit code $rc, expected $1"; }
+tool=$ebbrun
+. "$(dirname "$0")/cli_lib.sh"
 expect_nonzero() { [ "$rc" != 0 ] || fail "exit code 0, expected non-zero"; }
-expect_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
-expect_err() { grep -q -- "$1" err || fail "stderr lacks '$1'"; }
 # A usage error: non-zero, exactly one line on stderr mentioning $1, no table.
 expect_usage_error() {
   [ "$rc" = 2 ] || fail "exit code $rc, expected 2 (usage error)"

@@ -323,3 +323,75 @@ TEST(Svg, LongTitlesAreCutToFit) {
   EXPECT_NE(s.find("y\u2026<"), std::string::npos);
   EXPECT_NE(s.find("no samples"), std::string::npos);
 }
+
+// ---- helpers shared by the drivers ------------------------------------------
+
+TEST(Drivers, VerifyLineChecksumAndFailures) {
+  m::RunResult ok;
+  ok.ok = true;
+  ok.status = "0";
+  ok.stdout_tail = "noise\nverify churn checksum=00ab OK\n";
+  EXPECT_EQ(m::check_verify_line(ok), "00ab");
+  EXPECT_TRUE(ok.ok);
+
+  m::RunResult silent = ok;
+  silent.stdout_tail = "exited 0 but said nothing\n";
+  EXPECT_EQ(m::check_verify_line(silent), "");
+  EXPECT_FALSE(silent.ok);
+  EXPECT_EQ(silent.status, "no 'verify ... OK' line");
+
+  m::RunResult failed;
+  failed.status = "exit 1";
+  failed.stdout_tail = "verify phase FAILED: byte 3 is 0x00\n";
+  EXPECT_EQ(m::check_verify_line(failed), "");
+  EXPECT_EQ(failed.status, "exit 1 (FAILED: byte 3 is 0x00)");
+}
+
+TEST(Drivers, MarkerTimeMatchesWholeWordsOnly) {
+  const std::string err =
+      "[phase] t=1.500 free90 done live=3.0MiB frees=10\n"
+      "[phase] t=2.000 idle done\n"
+      "[phase] t=5.250 tail-idle done\n"
+      "[churn] t=9.000 idle done\n";
+  EXPECT_DOUBLE_EQ(m::marker_time(err, "phase", "free90 done"), 1.5);
+  EXPECT_DOUBLE_EQ(m::marker_time(err, "phase", "idle done"), 2.0);
+  EXPECT_DOUBLE_EQ(m::marker_time(err, "phase", "tail-idle done"), 5.25);
+  EXPECT_DOUBLE_EQ(m::marker_time(err, "churn", "idle done"), 9.0);
+  EXPECT_EQ(m::marker_time(err, "phase", "free9"), -1);  // not a whole word
+  EXPECT_EQ(m::marker_time(err, "phase", "grow done"), -1);
+}
+
+TEST(Drivers, MediansAndStatusOverRuns) {
+  EXPECT_EQ(m::median({}), 0);
+  EXPECT_EQ(m::median({3, 1, 2}), 2);
+  EXPECT_EQ(m::median({4, 1, 3, 2}), 2.5);
+  const auto known = m::known_allocators();
+  m::AllocRuns a{m::find_allocator(known, "glibc"), {}};
+  for (double t : {3.0, 1.0, 2.0}) {
+    m::RunResult r;
+    r.started = r.ok = true;
+    r.status = "0";
+    r.wall_s = t;
+    a.runs.push_back(r);
+  }
+  EXPECT_EQ(a.time(), 2.0);
+  EXPECT_EQ(a.representative()->wall_s, 2.0);
+  EXPECT_EQ(a.status(), "0");
+  a.runs[0].ok = false;
+  a.runs[0].status = "signal SIGSEGV";
+  EXPECT_EQ(a.status(), "signal SIGSEGV (1/3 runs)");
+}
+
+TEST(Drivers, ParsesAndQuotes) {
+  long v;
+  EXPECT_TRUE(m::parse_int("12", 1, 100, &v));
+  EXPECT_EQ(v, 12);
+  EXPECT_FALSE(m::parse_int("0", 1, 100, &v));
+  EXPECT_FALSE(m::parse_int("1x", 1, 100, &v));
+  double d;
+  EXPECT_TRUE(m::parse_positive("0.25", &d));
+  EXPECT_FALSE(m::parse_positive("-1", &d));
+  EXPECT_FALSE(m::parse_positive("nan", &d));
+  EXPECT_EQ(m::shell_join({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
+  EXPECT_EQ(m::split("a,,b", ','), (std::vector<std::string>{"a", "", "b"}));
+}
