@@ -557,11 +557,11 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
   return got;
 }
 
-void central_free_batch(unsigned cls, void* head, unsigned n) {
+void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at) {
   CentralBin& bin = g.bins[cls];
   bool dirtied = false;
   {
-    const uint64_t now = os::now_ms();
+    const uint64_t now = freed_at ? freed_at : os::now_ms();
     LockGuard bl(bin.lock);
     for (unsigned i = 0; i < n && head; ++i) {
       void* next = *static_cast<void**>(head);

@@ -61,7 +61,9 @@ struct alignas(64) CentralBin {
 unsigned central_alloc_batch(unsigned cls, unsigned want, void** head);
 // Returns `n` objects linked through their first word, ending at nullptr
 // after n. Aborts on a pointer that is not a live object of this class.
-void central_free_batch(unsigned cls, void* head, unsigned n);
+// `freed_at` (0: now) is when the objects were freed, for the pages' stamps:
+// a drained idle cache passes the time it went idle.
+void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0);
 // Single-object variants for threads without a cache.
 void* central_alloc_one(unsigned cls);
 void central_free_one(unsigned cls, void* p);

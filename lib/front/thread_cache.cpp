@@ -44,8 +44,9 @@ void registry_unlink(ThreadCache* tc) {
 }
 
 // The cache's mutex held (or the cache otherwise exclusive). Returns all but
-// `keep` objects of a bin to the central bin.
-void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep) {
+// `keep` objects of a bin to the central bin; `freed_at` as in
+// central_free_batch.
+void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0) {
   Bin& b = tc->bins[cls];
   if (b.count <= keep) return;
   const uint32_t n = b.count - keep;
@@ -54,7 +55,7 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep) {
   for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
   b.head = *static_cast<void**>(last);
   b.count = keep;
-  central_free_batch(cls, head, n);
+  central_free_batch(cls, head, n, freed_at);
 }
 
 // The cache's mutex held. Removes large slot i.
@@ -66,8 +67,8 @@ LargeSlot large_remove(ThreadCache* tc, unsigned i) {
   return s;
 }
 
-void flush_all(ThreadCache* tc) {
-  for (unsigned c = 1; c <= kNumClasses; ++c) flush_bin(tc, c, 0);
+void flush_all(ThreadCache* tc, uint64_t freed_at = 0) {
+  for (unsigned c = 1; c <= kNumClasses; ++c) flush_bin(tc, c, 0, freed_at);
   while (tc->large_count) {
     const LargeSlot s = large_remove(tc, tc->large_count - 1);
     large_release(s.p, s.npages);
@@ -132,7 +133,7 @@ ThreadCache* my_cache() {
 
 // Another thread's cache: drain it if its owner is not inside a fast-path
 // operation. Returns false if it must be retried later.
-bool drain_other(ThreadCache* tc) {
+bool drain_other(ThreadCache* tc, uint64_t freed_at) {
   if (!tc->mutex.try_lock()) return false;
   tc->drain_req.store(1, std::memory_order_relaxed);
   if (!os::membarrier()) {
@@ -147,7 +148,7 @@ bool drain_other(ThreadCache* tc) {
     tc->mutex.unlock();
     return false;
   }
-  flush_all(tc);
+  flush_all(tc, freed_at);
   tc->drain_req.store(0, std::memory_order_release);
   tc->mutex.unlock();
   g.reporter.stats_mut().cache_drains.fetch_add(1, std::memory_order_relaxed);
@@ -257,11 +258,15 @@ uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force) {
   ThreadCache* mine = t_cache;
   LockGuard r(g_registry_lock);
   for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
-    if (cache_bytes(tc) == 0) continue;
+    const uint64_t bytes = cache_bytes(tc);
+    if (bytes == 0) continue;
     const uint32_t e = tc->epoch.load(std::memory_order_relaxed);
+    // Idle: no slow-path operation (epoch) and, as far as a racy look at the
+    // bins can tell, no fast-path one (bytes) since the reporter last looked.
     if (!force) {
-      if (e != tc->seen_epoch || tc->seen_ms == 0) {
+      if (e != tc->seen_epoch || bytes != tc->seen_bytes || tc->seen_ms == 0) {
         tc->seen_epoch = e;
+        tc->seen_bytes = bytes;
         tc->seen_ms = now;
         if (now + cold_ms < next) next = now + cold_ms;
         continue;
@@ -271,10 +276,13 @@ uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force) {
         continue;
       }
     }
+    // What an idle cache holds has been free since it was first seen idle:
+    // its pages are stamped with that time, so they are cold already.
+    const uint64_t freed_at = force ? 0 : tc->seen_ms;
     if (tc == mine) {
       LockGuard m(tc->mutex);
-      flush_all(tc);
-    } else if (!drain_other(tc)) {
+      flush_all(tc, freed_at);
+    } else if (!drain_other(tc, freed_at)) {
       if (now + cold_ms < next) next = now + cold_ms;
     }
   }

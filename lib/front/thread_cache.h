@@ -54,6 +54,7 @@ struct alignas(64) ThreadCache {
   std::atomic<uint32_t> epoch{0};     // bumped by every slow-path operation
   uint32_t seen_epoch = 0;            // reporter's view (registry lock)
   uint64_t seen_ms = 0;
+  uint64_t seen_bytes = 0;
   ThreadCache* reg_prev = nullptr;    // registry links (registry lock)
   ThreadCache* reg_next = nullptr;
 };

@@ -123,11 +123,11 @@ void Reporter::run() {
     }
     stats_.wakeups.fetch_add(1, std::memory_order_relaxed);
     uint64_t released = 0;
-    uint64_t next = pass(opts_->cold_ms, opts_->report_order, &released);
-    if (cache_hook_) {
-      const uint64_t c = cache_hook_(os::now_ms(), opts_->cold_ms, false);
-      if (c < next) next = c;
-    }
+    // Idle caches first: what they held has been free since they went idle
+    // (the drain stamps it so), so this same pass can report it.
+    uint64_t next = cache_hook_ ? cache_hook_(os::now_ms(), opts_->cold_ms, false) : kNever;
+    const uint64_t p = pass(opts_->cold_ms, opts_->report_order, &released);
+    if (p < next) next = p;
     now = os::now_ms();
     if (publish_hook_) {
       // Show the pass's result at once.
@@ -137,7 +137,8 @@ void Reporter::run() {
     if (next != kNever) {
       // Never pass more often than every delay_ms.
       deadline = next > now + opts_->delay_ms ? next : now + opts_->delay_ms;
-      state_.store(kArmed, std::memory_order_release);
+      uint32_t a = kActive;
+      state_.compare_exchange_strong(a, kArmed);  // fails if re-requested: loop
     } else {
       deadline = kNever;
       uint32_t a = kActive;
