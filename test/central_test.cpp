@@ -134,6 +134,34 @@ TEST_F(CentralTest, SlabWithReportedPagesGoesBackToTheHeapWithItsBitsCounted) {
   EXPECT_EQ(g.heap.buddy().check(true), 0u);
 }
 
+TEST_F(CentralTest, TransferBatchesPassBetweenCachesAndDrainToSlabsWhenCold) {
+  // One slab; half of it goes through the transfer cache, half stays live.
+  std::vector<char*> objs = alloc(kPer);
+  const unsigned n = kPer / 2;
+  auto chain = [&] {
+    for (unsigned i = 0; i + 1 < n; ++i) *reinterpret_cast<void**>(objs[i]) = objs[i + 1];
+    *reinterpret_cast<void**>(objs[n - 1]) = nullptr;
+  };
+  // A flushed overflow comes back whole to the next refill...
+  chain();
+  central_transfer_batch(kCls, objs[0], n);
+  EXPECT_EQ(g.bins[kCls].ntransfer, 1u);
+  void* head = nullptr;
+  ASSERT_EQ(central_alloc_batch(kCls, n, &head), n);
+  EXPECT_EQ(head, objs[0]) << "the refill takes the batch as it was left";
+  EXPECT_EQ(g.bins[kCls].ntransfer, 0u);
+  // ... and one that nobody takes goes to its slab once cold, where its
+  // pages are reported like any other free object's.
+  chain();
+  central_transfer_batch(kCls, objs[0], n);
+  const uint64_t free_before = central_totals().free_bytes;
+  EXPECT_EQ(report_cold(), uint64_t{n} * kSize);
+  EXPECT_EQ(g.bins[kCls].ntransfer, 0u);
+  EXPECT_EQ(g.bins[kCls].transfer_objects, 0u);
+  EXPECT_EQ(central_totals().free_bytes, free_before) << "the objects are still counted free, now in their slab";
+  for (unsigned i = n; i < kPer; ++i) central_free_one(kCls, objs[i]);
+}
+
 TEST_F(CentralTest, RandomSequencesKeepTheInvariants) {
   std::mt19937 rng(7);
   std::vector<std::pair<char*, unsigned char>> live;

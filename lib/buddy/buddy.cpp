@@ -163,7 +163,6 @@ void Buddy::free_range(uint32_t idx, uint32_t npages, bool count_bits, uint64_t 
     if (o > fit) o = fit;
     if (o > kMaxOrder) o = kMaxOrder;
     const uint32_t rep = count_bits ? count_reported(idx, pages(o)) : 0;
-    for (uint32_t k = 1; k < pages(o); ++k) d(idx + k).kind = PageKind::kFreeTail;
     free_block(idx, o, rep, now);
     idx += pages(o);
     npages -= pages(o);
@@ -275,7 +274,13 @@ unsigned Buddy::check(bool print) const {
   if (seen.reported_pages != c_.reported_pages) bad("reported page count mismatch", seen.reported_pages, c_.reported_pages);
   if (warm_rep != warm_reportable_) bad("warm reportable count mismatch", warm_rep, warm_reportable_);
 
-  // Every page below the frontier belongs to exactly one block.
+  // Every page below the frontier belongs to exactly one block. Only heads
+  // are kept exact (interior pages may keep the kind they had in a block
+  // they belonged to before: nothing reads them); a head inside another
+  // block's span is an overlap.
+  auto is_head = [](PageKind k) {
+    return k == PageKind::kFreeHead || k == PageKind::kIsolated || k == PageKind::kLargeHead;
+  };
   uint64_t free_walked = 0, isolated_walked = 0;
   for (uint32_t i = 0; i < *frontier_;) {
     const PageDesc& h = d(i);
@@ -285,7 +290,7 @@ unsigned Buddy::check(bool print) const {
       case PageKind::kIsolated:
         span = pages(h.order);
         for (uint32_t k = 1; k < span && i + k < *frontier_; ++k)
-          if (d(i + k).kind != PageKind::kFreeTail) {
+          if (is_head(d(i + k).kind)) {
             bad("free block overlaps another block (head, page)", i, i + k);
             break;
           }
@@ -298,7 +303,7 @@ unsigned Buddy::check(bool print) const {
           span = 1;
         }
         for (uint32_t k = 1; k < span && i + k < *frontier_; ++k)
-          if (d(i + k).kind != PageKind::kLargeTail) {
+          if (is_head(d(i + k).kind)) {
             bad("large block overlaps another block (head, page)", i, i + k);
             break;
           }

@@ -400,6 +400,38 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
   if (failed && s->scan_list == kNoList) scan_push(bin, s, kDirtyList);
 }
 
+// Bin lock held. Frees the objects of `b` into their slabs; returns whether
+// a slab was put on the dirty list.
+bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
+  bool dirtied = false;
+  for (unsigned i = 0; i < n && head; ++i) {
+    void* next = *static_cast<void**>(head);
+    dirtied |= free_object(bin, cls, head, stamp);
+    head = next;
+  }
+  return dirtied;
+}
+
+// Bin lock held. Batches in the transfer cache that have been there for
+// cold_ms go to their slabs (so their pages can be reported); returns when
+// the next one will be cold.
+uint64_t drain_transfer(CentralBin& bin, unsigned cls, uint64_t now, uint64_t cold_ms) {
+  uint64_t next = kNever;
+  unsigned kept = 0;
+  for (unsigned i = 0; i < bin.ntransfer; ++i) {
+    const TransferBatch b = bin.transfer[i];
+    if (now >= b.stamp + cold_ms) {
+      bin.transfer_objects -= b.count;
+      free_chain(bin, cls, b.head, b.count, b.stamp);
+    } else {
+      bin.transfer[kept++] = b;
+      if (b.stamp + cold_ms < next) next = b.stamp + cold_ms;
+    }
+  }
+  bin.ntransfer = kept;
+  return next;
+}
+
 // One bin's share of a reporter pass; returns the next deadline.
 uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
   const SizeClass& sc = class_info(cls);
@@ -409,6 +441,7 @@ uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
     // This pass looks at the slabs dirtied so far; frees from now on dirty
     // them again for the next one.
     LockGuard bl(bin.lock);
+    if (bin.ntransfer) next = drain_transfer(bin, cls, os::now_ms(), cold_ms);
     if (!bin.dirty) return next;
     while (Slab* s = bin.dirty) {
       scan_remove(bin, s);
@@ -536,6 +569,13 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
   LockGuard bl(bin.lock);
+  // A batch another thread's cache left, if it fits.
+  if (bin.ntransfer && bin.transfer[bin.ntransfer - 1].count <= want) {
+    const TransferBatch& b = bin.transfer[--bin.ntransfer];
+    bin.transfer_objects -= b.count;
+    *head = b.head;
+    return b.count;
+  }
   unsigned got = 0;
   void* first = nullptr;
   void** link = &first;
@@ -563,14 +603,24 @@ void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at)
   {
     const uint64_t now = freed_at ? freed_at : os::now_ms();
     LockGuard bl(bin.lock);
-    for (unsigned i = 0; i < n && head; ++i) {
-      void* next = *static_cast<void**>(head);
-      dirtied |= free_object(bin, cls, head, now);
-      head = next;
-    }
+    dirtied = free_chain(bin, cls, head, n, now);
     check_bin_if_enabled(bin, cls);
   }
   if (dirtied) g.reporter.request();
+}
+
+void central_transfer_batch(unsigned cls, void* head, unsigned n) {
+  CentralBin& bin = g.bins[cls];
+  {
+    const uint64_t now = os::now_ms();
+    LockGuard bl(bin.lock);
+    if (bin.ntransfer < kTransferSlots) {
+      bin.transfer[bin.ntransfer++] = TransferBatch{head, n, now};
+      bin.transfer_objects += n;
+      return;
+    }
+  }
+  central_free_batch(cls, head, n);
 }
 
 void* central_alloc_one(unsigned cls) {
@@ -607,7 +657,8 @@ CentralTotals central_totals() {
     // Racy reads are fine for statistics.
     const uint64_t slabs = __atomic_load_n(&bin.slabs, __ATOMIC_RELAXED);
     t.slab_bytes += slabs * (uint64_t{kPageSize} << sc.slab_order);
-    t.free_bytes += __atomic_load_n(&bin.free_objects, __ATOMIC_RELAXED) * sc.size;
+    t.free_bytes += (__atomic_load_n(&bin.free_objects, __ATOMIC_RELAXED) +
+                     __atomic_load_n(&bin.transfer_objects, __ATOMIC_RELAXED)) * sc.size;
     t.slabs += slabs;
     t.reported_bytes += __atomic_load_n(&bin.reported_pages, __ATOMIC_RELAXED) << kPageShift;
     t.refaulted_bytes += __atomic_load_n(&bin.refaulted_pages, __ATOMIC_RELAXED) << kPageShift;

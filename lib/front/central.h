@@ -43,8 +43,21 @@ struct Slab {
   uint64_t bits[kMaxSlabObjects / 64] = {};  // 1 = free
 };
 
+// A batch of free objects handed from one thread cache to another without
+// going through the slabs (tcmalloc's transfer cache): a producer thread's
+// refill takes the batch a consumer thread's flush left, both O(1).
+struct TransferBatch {
+  void* head;      // linked through the objects' first word
+  uint32_t count;
+  uint64_t stamp;  // when it was flushed (the reporter drains it once cold)
+};
+constexpr unsigned kTransferSlots = 8;
+
 struct alignas(64) CentralBin {
   Mutex lock;
+  TransferBatch transfer[kTransferSlots] = {};  // a stack, newest last
+  uint32_t ntransfer = 0;
+  uint64_t transfer_objects = 0;
   Slab* partial = nullptr;       // [slabs without reported pages][with]
   Slab* partial_tail = nullptr;
   Slab* boundary = nullptr;      // first slab with reported object pages
@@ -64,6 +77,9 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head);
 // `freed_at` (0: now) is when the objects were freed, for the pages' stamps:
 // a drained idle cache passes the time it went idle.
 void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0);
+// A thread cache's overflow of a busy thread: kept whole for the next refill
+// if there is room (checked against the slabs only when it goes there).
+void central_transfer_batch(unsigned cls, void* head, unsigned n);
 // Single-object variants for threads without a cache.
 void* central_alloc_one(unsigned cls);
 void central_free_one(unsigned cls, void* p);

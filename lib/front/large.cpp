@@ -33,7 +33,8 @@ void* large_alloc(size_t size, size_t align, bool zero) {
     PageDesc* d = g.heap.region().descs();
     d[run.idx].kind = PageKind::kLargeHead;
     d[run.idx].npages = run.npages;
-    for (uint32_t k = 1; k < run.npages; ++k) d[run.idx + k].kind = PageKind::kLargeTail;
+    // Interior pages are not marked: only heads are read (an interior
+    // pointer finds no large head and is refused).
     debug_check_heap_locked();
   }
   void* p = g.heap.region().page_addr(run.idx);

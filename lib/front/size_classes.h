@@ -47,7 +47,7 @@ constexpr SizeClass make_class(unsigned c) {
   uint64_t objs = (uint64_t{4096} << o) / sc.size;
   sc.objects = static_cast<uint32_t>(objs > kMaxSlabObjects ? kMaxSlabObjects : objs);
   uint32_t cap = (128 * 1024) / sc.size;
-  sc.cache_max = cap < 4 ? 4 : (cap > 512 ? 512 : cap);
+  sc.cache_max = cap < 4 ? 4 : (cap > 4096 ? 4096 : cap);
   sc.magic = static_cast<uint32_t>(((uint64_t{1} << 32) + sc.size - 1) / sc.size);
   return sc;
 }

@@ -45,8 +45,8 @@ void registry_unlink(ThreadCache* tc) {
 
 // The cache's mutex held (or the cache otherwise exclusive). Returns all but
 // `keep` objects of a bin to the central bin; `freed_at` as in
-// central_free_batch.
-void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0) {
+// central_free_batch; `transfer`: an overflow, offered to the transfer cache.
+void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0, bool transfer = false) {
   Bin& b = tc->bins[cls];
   if (b.count <= keep) return;
   const uint32_t n = b.count - keep;
@@ -55,7 +55,9 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at =
   for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
   b.head = *static_cast<void**>(last);
   b.count = keep;
-  central_free_batch(cls, head, n, freed_at);
+  *static_cast<void**>(last) = nullptr;  // the batch ends here (a transfer batch is a cache's bin later)
+  if (transfer) central_transfer_batch(cls, head, n);
+  else central_free_batch(cls, head, n, freed_at);
 }
 
 // The cache's mutex held. Removes large slot i.
@@ -199,7 +201,7 @@ void free_small_slow(void* p, unsigned cls) {
     LockGuard m(tc->mutex);
     Bin& b = tc->bins[cls];
     if (b.head == p) fatal_pointer("free(): double free of", p, "the object is already free");
-    if (b.count >= b.max) flush_bin(tc, cls, b.max / 2);
+    if (b.count >= b.max) flush_bin(tc, cls, b.max / 2, 0, /*transfer=*/true);
     *static_cast<void**>(p) = b.head;
     b.head = p;
     b.count++;

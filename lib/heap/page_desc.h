@@ -11,6 +11,7 @@ struct Slab;
 
 enum class PageKind : uint8_t {
   kFreeTail = 0,  // interior page of a free block, or beyond the heap frontier
+                  // (interior pages are not kept exact: only heads are read)
   kFreeHead,      // first page of a free block on a free list
   kIsolated,      // first page of a free block taken off its list by the reporter
   kSlab,          // page of a slab (small objects); `slab` is valid
