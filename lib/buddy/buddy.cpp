@@ -50,6 +50,35 @@ void Buddy::list_add_warm(uint32_t i, unsigned o) {
   if (o >= report_order_ && warm_reportable_ >= mark_pages_ && notify_) notify_();
 }
 
+void Buddy::list_add_warm_aged(uint32_t i, unsigned o) {
+  // A block freed earlier than the newest warm block (slab pages that sat
+  // in an idle cache): its place in the run is found from the cold end, a
+  // few steps at most; failing that it goes to the head as the newest.
+  Area& a = area_[o];
+  const uint64_t stamp = d(i).stamp;
+  uint32_t after = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;  // the oldest warm block
+  for (unsigned steps = 0; after != kNil && d(after).stamp < stamp; ++steps) {
+    if (steps == 8) {
+      d(i).stamp = d(a.head).stamp;
+      list_add_warm(i, o);
+      return;
+    }
+    after = d(after).link.prev;
+  }
+  if (after == kNil) {
+    list_add_warm(i, o);
+    return;
+  }
+  const uint32_t next = d(after).link.next;
+  d(i).link.prev = after;
+  d(i).link.next = next;
+  d(after).link.next = i;
+  if (next != kNil) d(next).link.prev = i;
+  else a.tail = i;
+  account(i, o, +1);
+  if (o >= report_order_ && warm_reportable_ >= mark_pages_ && notify_) notify_();
+}
+
 void Buddy::list_add_reported(uint32_t i, unsigned o) {
   // Reported blocks go behind the boundary, at the tail.
   Area& a = area_[o];
@@ -79,8 +108,10 @@ void Buddy::insert(uint32_t i, unsigned o, uint32_t nrep, uint64_t stamp) {
   h.order = static_cast<uint8_t>(o);
   h.nrep = nrep;
   h.stamp = stamp;
+  const Area& a = area_[o];
   if (nrep == pages(o)) list_add_reported(i, o);
-  else list_add_warm(i, o);
+  else if (a.head == kNil || a.head == a.boundary || stamp >= d(a.head).stamp) list_add_warm(i, o);
+  else list_add_warm_aged(i, o);
 }
 
 // ---- allocation ------------------------------------------------------------
@@ -139,7 +170,7 @@ bool Buddy::alloc(unsigned order, uint64_t now, Block* out) {
 
 // ---- freeing ---------------------------------------------------------------
 
-void Buddy::free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t now) {
+void Buddy::free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t stamp) {
   EBB_ASSERT((idx & (pages(order) - 1)) == 0);
   while (order < kMaxOrder) {
     const uint32_t b = idx ^ pages(order);
@@ -147,13 +178,15 @@ void Buddy::free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t now
     const PageDesc& bd = d(b);
     if (bd.kind != PageKind::kFreeHead || bd.order != order) break;
     list_del(b, order);
+    // The merged block is as cold as its most recently freed warm part.
+    if (bd.nrep < pages(order) && bd.stamp > stamp) stamp = bd.stamp;
     nrep += bd.nrep;
     // The higher of the two heads becomes an interior page.
     d(idx > b ? idx : b).kind = PageKind::kFreeTail;
     if (b < idx) idx = b;
     ++order;
   }
-  insert(idx, order, nrep, now);
+  insert(idx, order, nrep, stamp);
 }
 
 void Buddy::free_range(uint32_t idx, uint32_t npages, bool count_bits, uint64_t now) {

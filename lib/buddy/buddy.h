@@ -47,7 +47,9 @@ class Buddy {
   bool alloc(unsigned order, uint64_t now, Block* out);
   // Adds a free block (merging with free buddies). `nrep` is the number of
   // its pages whose `reported` bit is set.
-  void free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t now);
+  // `stamp`: when the block became free (normally now; earlier for pages
+  // that sat in an idle cache); it is listed in stamp order.
+  void free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t stamp);
   // Frees an arbitrary page range, cut into aligned blocks. If `count_bits`
   // the per-page reported bits are counted; otherwise all pages are warm.
   void free_range(uint32_t idx, uint32_t npages, bool count_bits, uint64_t now);
@@ -88,6 +90,7 @@ class Buddy {
   static uint32_t pages(unsigned o) { return uint32_t{1} << o; }
   bool fully_reported(uint32_t i) const { return d(i).nrep == pages(d(i).order); }
   void list_add_warm(uint32_t i, unsigned o);
+  void list_add_warm_aged(uint32_t i, unsigned o);
   void list_add_reported(uint32_t i, unsigned o);
   void list_del(uint32_t i, unsigned o);
   void account(uint32_t i, unsigned o, int sign);

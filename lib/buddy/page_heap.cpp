@@ -60,8 +60,9 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
   return true;
 }
 
-void PageHeap::free_pages(uint32_t idx, uint32_t npages, bool count_reported) {
-  buddy_.free_range(idx, npages, count_reported, os::now_ms());
+void PageHeap::free_pages(uint32_t idx, uint32_t npages, bool count_reported, uint64_t freed_at) {
+  const uint64_t now = os::now_ms();
+  buddy_.free_range(idx, npages, count_reported, freed_at && freed_at < now ? freed_at : now);
 }
 
 }  // namespace ebb

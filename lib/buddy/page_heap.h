@@ -34,7 +34,8 @@ class PageHeap {
   // Heap lock held. The pages' kinds are reset here. Their reported bits are
   // counted if `count_reported` (a slab whose pages were partly given back);
   // otherwise all the pages are resident (warm) and their bits clear.
-  void free_pages(uint32_t idx, uint32_t npages, bool count_reported = false);
+  // `freed_at` (0: now) is when the memory became free.
+  void free_pages(uint32_t idx, uint32_t npages, bool count_reported = false, uint64_t freed_at = 0);
 
   uint64_t fallbacks() const { return fallbacks_; }
   uint64_t fallback_pages() const { return fallback_pages_; }

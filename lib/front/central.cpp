@@ -208,8 +208,9 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
   return s;
 }
 
-// Bin lock held; the slab has no live or isolated object left.
-void release_slab(CentralBin& bin, Slab* s) {
+// Bin lock held; the slab has no live or isolated object left since
+// `freed_at`.
+void release_slab(CentralBin& bin, Slab* s, uint64_t freed_at) {
   const uint32_t npages = slab_pages(class_info(s->cls));
   if (s->on_partial) partial_remove(bin, s);
   scan_remove(bin, s);
@@ -222,7 +223,7 @@ void release_slab(CentralBin& bin, Slab* s) {
     uint8_t* pc = g.heap.region().page_class();
     for (uint32_t k = 0; k < npages; ++k) pc[s->page + k] = 0;
     // The page bits match rep_pages: the buddy counts them.
-    g.heap.free_pages(s->page, npages, nrep != 0);
+    g.heap.free_pages(s->page, npages, nrep != 0, freed_at);
     debug_check_heap_locked();
   }
   g.slab_pool.put(s);
@@ -310,7 +311,7 @@ bool free_object(CentralBin& bin, unsigned cls, void* p, uint64_t now) {
   PageDesc* sd = slab_descs(s);
   for (uint64_t m = pages; m; m &= m - 1) sd[__builtin_ctzll(m)].stamp = now;
   if (s->nfree == sc.objects) {
-    release_slab(bin, s);
+    release_slab(bin, s, now);
     return false;
   }
   if (!s->on_partial) partial_insert(bin, s);
@@ -391,7 +392,7 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
   s->nfree += back;
   bin.free_objects += back;
   if (s->nfree == sc.objects) {
-    release_slab(bin, s);
+    release_slab(bin, s, 0);
     return;
   }
   // Re-list it in the run it now belongs to.
