@@ -52,7 +52,7 @@ std::vector<Allocator> known_allocators() {
   // by libgoogle-perftools-dev) installs libtcmalloc_minimal.so.4.
   const std::string lib = "/usr/lib/x86_64-linux-gnu/";
   const std::string apt = "ebbrun --install, or apt-get install -y ";
-  return {
+  std::vector<Allocator> all = {
       {"glibc", "", {}, ""},
       {"ebb", ebb_library_path(), {},
        "build it: cmake --build build/release --target ebbmalloc, "
@@ -67,6 +67,11 @@ std::vector<Allocator> known_allocators() {
       {"tcmalloc", lib + "libtcmalloc_minimal.so.4", {},
        apt + "libgoogle-perftools-dev"},
   };
+  // A second ebbmalloc build to measure side by side with this one (before
+  // and after a change): EBBRUN_BASELINE_LIB=/path/to/libebbmalloc.so.
+  if (const char* base = getenv("EBBRUN_BASELINE_LIB"); base && *base)
+    all.push_back({"ebb-baseline", base, {}, "EBBRUN_BASELINE_LIB names a file that is not there"});
+  return all;
 }
 
 const Allocator* find_allocator(const std::vector<Allocator>& all,

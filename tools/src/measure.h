@@ -46,7 +46,8 @@ struct Allocator {
 std::string ebb_library_path();
 
 // All known allocators, in the default order:
-// glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc.
+// glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc, and ebb-baseline
+// when $EBBRUN_BASELINE_LIB names another libebbmalloc.so (before/after).
 std::vector<Allocator> known_allocators();
 
 // The allocator with that name, or nullptr.
