@@ -52,18 +52,35 @@ void Buddy::list_add_warm(uint32_t i, unsigned o) {
 
 void Buddy::list_add_warm_aged(uint32_t i, unsigned o) {
   // A block freed earlier than the newest warm block (slab pages that sat
-  // in an idle cache): its place in the run is found from the cold end, a
-  // few steps at most; failing that it goes to the head as the newest.
+  // in an idle cache): it goes where its stamp belongs in the run, looked
+  // for from both ends a few dozen steps; failing that it goes to the head
+  // as the newest (reported one cold period later than it could be).
   Area& a = area_[o];
   const uint64_t stamp = d(i).stamp;
-  uint32_t after = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;  // the oldest warm block
-  for (unsigned steps = 0; after != kNil && d(after).stamp < stamp; ++steps) {
-    if (steps == 8) {
-      d(i).stamp = d(a.head).stamp;
-      list_add_warm(i, o);
-      return;
+  constexpr unsigned kSteps = 32;
+  // From the head: the first block not newer than this one.
+  uint32_t before = a.head;
+  for (unsigned steps = 0; before != a.boundary && d(before).stamp > stamp; ++steps) {
+    if (steps == kSteps) {
+      before = kNil;
+      break;
     }
-    after = d(after).link.prev;
+    before = d(before).link.next;
+  }
+  uint32_t after = kNil;
+  if (before != kNil) {
+    after = before == a.boundary ? (before != kNil ? d(before).link.prev : a.tail) : d(before).link.prev;
+  } else {
+    // From the cold end: the first block not older than this one.
+    after = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
+    for (unsigned steps = 0; after != kNil && d(after).stamp < stamp; ++steps) {
+      if (steps == kSteps) {
+        d(i).stamp = d(a.head).stamp;
+        list_add_warm(i, o);
+        return;
+      }
+      after = d(after).link.prev;
+    }
   }
   if (after == kNil) {
     list_add_warm(i, o);

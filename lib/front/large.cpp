@@ -83,10 +83,10 @@ void large_free(void* p) {
   g.reporter.maybe_start_thread();
 }
 
-void large_release(void* p, uint32_t npages) {
+void large_release(void* p, uint32_t npages, uint64_t freed_at) {
   {
     LockGuard h(g.heap.lock());
-    g.heap.free_pages(g.heap.region().page_index(p), npages);
+    g.heap.free_pages(g.heap.region().page_index(p), npages, false, freed_at);
     debug_check_heap_locked();
   }
   g.reporter.maybe_start_thread();

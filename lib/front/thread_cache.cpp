@@ -73,12 +73,13 @@ void flush_all(ThreadCache* tc, uint64_t freed_at = 0) {
   for (unsigned c = 1; c <= kNumClasses; ++c) flush_bin(tc, c, 0, freed_at);
   while (tc->large_count) {
     const LargeSlot s = large_remove(tc, tc->large_count - 1);
-    large_release(s.p, s.npages);
+    large_release(s.p, s.npages, freed_at);
   }
 }
 
 void bump_epoch(ThreadCache* tc) {
   tc->epoch.store(tc->epoch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  tc->last_ms.store(os::now_ms(), std::memory_order_relaxed);
 }
 
 uint64_t cache_bytes(const ThreadCache* tc) {
@@ -267,10 +268,14 @@ uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force) {
     // bins can tell, no fast-path one (bytes) since the reporter last looked.
     if (!force) {
       if (e != tc->seen_epoch || bytes != tc->seen_bytes || tc->seen_ms == 0) {
+        // Changed since the last look (which may be a while ago): idle at
+        // best since its last slow-path operation, if that was within
+        // cold_ms; older than that, fast-path calls changed it: count from now.
+        const uint64_t last = tc->last_ms.load(std::memory_order_relaxed);
         tc->seen_epoch = e;
         tc->seen_bytes = bytes;
-        tc->seen_ms = now;
-        if (now + cold_ms < next) next = now + cold_ms;
+        tc->seen_ms = last && last <= now && last + cold_ms > now ? last : now;
+        if (tc->seen_ms + cold_ms < next) next = tc->seen_ms + cold_ms;
         continue;
       }
       if (now < tc->seen_ms + cold_ms) {

@@ -52,6 +52,7 @@ struct alignas(64) ThreadCache {
   uint32_t large_count = 0;
   uint32_t large_pages = 0;
   std::atomic<uint32_t> epoch{0};     // bumped by every slow-path operation
+  std::atomic<uint64_t> last_ms{0};   // when the last slow-path operation ran
   uint32_t seen_epoch = 0;            // reporter's view (registry lock)
   uint64_t seen_ms = 0;
   uint64_t seen_bytes = 0;
