@@ -20,6 +20,7 @@
 #include "api/malloc_api.h"
 #include "ebbmalloc.h"
 #include "os/os.h"
+#include "pattern.h"
 
 namespace {
 
@@ -70,18 +71,12 @@ struct Block {
   size_t n;
   uint32_t seed;
 };
-unsigned char pat(uint32_t seed, size_t i) { return static_cast<unsigned char>(seed * 167u + i * 13u + (i >> 8)); }
 Block make(size_t n, uint32_t seed) {
   auto* p = static_cast<unsigned char*>(ebb::do_malloc(n));
-  if (p)
-    for (size_t i = 0; i < n; ++i) p[i] = pat(seed, i);
+  if (p) ebbtest::pattern_fill(p, seed, 0, n);
   return Block{p, n, seed};
 }
-bool intact(const Block& b) {
-  for (size_t i = 0; i < b.n; ++i)
-    if (b.p[i] != pat(b.seed, i)) return false;
-  return true;
-}
+bool intact(const Block& b) { return ebbtest::pattern_ok(b.p, b.seed, b.n); }
 void free_all(std::vector<Block>* v) {
   for (const Block& b : *v) ebb::do_free(b.p);
   v->clear();

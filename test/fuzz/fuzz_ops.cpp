@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "ebbmalloc.h"
+#include "pattern.h"
 
 extern "C" void free_sized(void*, size_t);
 extern "C" void free_aligned_sized(void*, size_t, size_t);
@@ -110,40 +111,9 @@ Slot g_slots[kSlots];
 size_t g_live = 0;
 uint32_t g_seed = 1;
 
-inline uint64_t word(uint32_t seed, size_t i) { return (seed * 0x9E3779B97F4A7C15ull) ^ (i * 0xD6E8FEB86659FD93ull); }
+using ebbtest::pattern_fill;
 
-// The pattern loops are not instrumented: coverage of their compares would
-// cost most of the run time and guide nothing.
-#define NO_COVERAGE __attribute__((no_sanitize("coverage"), noinline))
-
-// Pattern bytes [from, to) of a block: byte i is byte (i % 8) of word(seed, i / 8).
-NO_COVERAGE void fill(unsigned char* p, uint32_t seed, size_t from, size_t to) {
-  size_t i = from;
-  for (; i < to && i % 8; ++i) p[i] = static_cast<unsigned char>(word(seed, i / 8) >> (8 * (i % 8)));
-  for (; i + 8 <= to; i += 8) {
-    const uint64_t w = word(seed, i / 8);
-    __builtin_memcpy(p + i, &w, 8);
-  }
-  for (; i < to; ++i) p[i] = static_cast<unsigned char>(word(seed, i / 8) >> (8 * (i % 8)));
-}
-
-NO_COVERAGE void verify(const unsigned char* p, uint32_t seed, size_t n) {
-  size_t i = 0;
-  uint64_t diff = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    __builtin_memcpy(&w, p + i, 8);
-    diff |= w ^ word(seed, i / 8);
-  }
-  for (; i < n; ++i) diff |= p[i] ^ static_cast<unsigned char>(word(seed, i / 8) >> (8 * (i % 8)));
-  FUZZ_CHECK(diff == 0);
-}
-
-NO_COVERAGE bool all_zero(const unsigned char* p, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (p[i]) return false;
-  return true;
-}
+void verify(const unsigned char* p, uint32_t seed, size_t n) { FUZZ_CHECK(ebbtest::pattern_ok(p, seed, n)); }
 
 bool aligned_to(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
 
@@ -157,7 +127,7 @@ void adopt(Slot& s, void* p, size_t n, size_t align, Kind kind) {
   s.align = align;
   s.seed = g_seed++;
   s.kind = kind;
-  fill(s.p, s.seed, 0, n);
+  pattern_fill(s.p, s.seed, 0, n);
   g_live += n;
 }
 
@@ -239,7 +209,7 @@ void op_alloc(Slot& s, Input& in, uint8_t which) {
       const size_t each = n / m;
       p = calloc(m, each);
       if (p) {
-        FUZZ_CHECK(all_zero(static_cast<unsigned char*>(p), m * each));
+        FUZZ_CHECK(ebbtest::all_zero(static_cast<unsigned char*>(p), m * each));
         adopt(s, p, m * each, 0, kind);
       }
       return;
@@ -300,7 +270,7 @@ void op_realloc(Slot& s, Input& in) {
     const size_t keep = s.n < n ? s.n : n;
     verify(s.p, s.seed, keep);
     FUZZ_CHECK(malloc_usable_size(q) >= n);
-    fill(s.p, s.seed, keep, n);
+    pattern_fill(s.p, s.seed, keep, n);
     g_live = g_live - s.n + n;
     s.n = s.req = n;
     s.align = 0;
@@ -313,7 +283,7 @@ void op_usable(Slot& s) {
   const size_t u = malloc_usable_size(s.p);
   FUZZ_CHECK(u >= s.n);
   if (!room_for(u - s.n) || s.kind != Kind::kMalloc) return;
-  fill(s.p, s.seed, s.n, u);
+  pattern_fill(s.p, s.seed, s.n, u);
   g_live += u - s.n;
   s.n = u;  // req stays: free_sized takes the requested size
 }
