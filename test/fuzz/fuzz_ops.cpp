@@ -193,6 +193,8 @@ struct Worker {
   }
 };
 Worker* g_worker;
+uint64_t g_ops = 0;  // operations run, printed at exit (for docs/RELIABILITY.md)
+__attribute__((destructor)) void print_ops() { fprintf(stderr, "fuzz_ops: %llu allocator operations\n", (unsigned long long)g_ops); }
 
 // ---- operations ----------------------------------------------------------------
 
@@ -329,6 +331,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in{data, size};
   while (!in.empty()) {
     const uint8_t op = in.u8();
+    ++g_ops;
     Slot& s = g_slots[in.u8() % kSlots];
     switch (op % 16) {
       case 0:
