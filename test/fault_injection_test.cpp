@@ -8,6 +8,7 @@
 // the test's own allocations (GoogleTest, vectors) go to the system
 // allocator, so only ebbmalloc's calls see the faults.
 #include <errno.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -26,10 +27,19 @@ namespace {
 
 std::atomic<bool> g_fail_commit{false}, g_fail_map{false}, g_fail_advise{false};
 std::atomic<uint64_t> g_injected{0};  // faults injected, all kinds
+std::atomic<uint64_t> g_commit_faults{0}, g_map_faults{0}, g_advise_faults{0};
+
+// For docs/RELIABILITY.md: how many faults a run injected.
+__attribute__((destructor)) void print_faults() {
+  printf("fault_injection: %llu faults injected (commit %llu, map %llu, madvise %llu)\n",
+         static_cast<unsigned long long>(g_injected.load()), static_cast<unsigned long long>(g_commit_faults.load()),
+         static_cast<unsigned long long>(g_map_faults.load()), static_cast<unsigned long long>(g_advise_faults.load()));
+}
 
 int commit_hook(void* p, size_t size) {
   if (g_fail_commit.load()) {
     g_injected.fetch_add(1);
+    g_commit_faults.fetch_add(1);
     return ENOMEM;
   }
   return mprotect(p, size, PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
@@ -37,6 +47,7 @@ int commit_hook(void* p, size_t size) {
 void* map_hook(size_t size) {
   if (g_fail_map.load()) {
     g_injected.fetch_add(1);
+    g_map_faults.fetch_add(1);
     return nullptr;
   }
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -45,6 +56,7 @@ void* map_hook(size_t size) {
 int advise_hook(void* p, size_t size, bool lazy) {
   if (g_fail_advise.load()) {
     g_injected.fetch_add(1);
+    g_advise_faults.fetch_add(1);
     return EAGAIN;
   }
   return madvise(p, size, lazy ? MADV_FREE : MADV_DONTNEED) == 0 ? 0 : errno;
@@ -193,9 +205,9 @@ TEST(FaultInjection, ReportNowSurvivesMadviseFailures) {
   g_fail_advise = true;
   // Must return (a pass that retried failed blocks at once would spin for
   // ever with more than one batch of them) and give nothing back.
-  EXPECT_EQ(ebb_report_now(), 0u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ebb_report_now(), 0u);
   const uint64_t failed = madvise_failures() - before;
-  EXPECT_GE(failed, 1u);
+  EXPECT_GE(failed, 5u);
   EXPECT_EQ(ebb_check_heap(), 0u);
   for (const Block& b : live) EXPECT_TRUE(intact(b));
   // The failed blocks are still warm, usable and reportable.
@@ -217,12 +229,13 @@ TEST(FaultInjection, ReporterThreadSurvivesMadviseFailures) {
   const uint64_t before = madvise_failures();
   g_fail_advise = true;
   // Liveness bounds only (the test waits for an event, it never times one).
-  for (int round = 0; round < 6000 && madvise_failures() == before; ++round) {
+  // The thread keeps retrying while madvise keeps failing.
+  for (int round = 0; round < 6000 && madvise_failures() < before + 20; ++round) {
     make_warm_blocks(&live, 40, 2000 + round);
     ebb::thread_cache_flush_mine();
     usleep(5000);
   }
-  ASSERT_GT(madvise_failures(), before) << "the reporter never ran";
+  ASSERT_GE(madvise_failures(), before + 20) << "the reporter stopped retrying";
   EXPECT_EQ(ebb_check_heap(), 0u);
   g_fail_advise = false;
   ebb_stats_t s0;
