@@ -178,6 +178,7 @@ void step(std::vector<Block>& mine, Exchange& ex, std::mt19937_64& rng) {
   g_ops.fetch_add(1, std::memory_order_relaxed);
 }
 
+#ifndef EBB_TSAN  // (no fork under TSan)
 // A child of a fork: its own inherited blocks are intact, the allocator
 // works (small, large, huge, threads) and the heap is consistent.
 int child_main(std::vector<Block>& inherited) {
@@ -193,6 +194,7 @@ int child_main(std::vector<Block>& inherited) {
   if (ebb_check_heap() != 0) return 5;
   return 0;
 }
+#endif
 
 // ---- tests ---------------------------------------------------------------------
 
