@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <gtest/gtest.h>
@@ -332,6 +333,114 @@ TEST(ApiDeathTest, DoubleFreeCaughtAtTheSlab) {
         free(a);
         malloc_trim(0);
         free(b);
+      },
+      "double free");
+}
+
+// Absurd alignments and sizes beyond the ones above: every entry point
+// fails cleanly (NULL and errno, or the error code) and the heap is intact.
+TEST(Api, AbsurdAlignmentsAndSizes) {
+  void* p = reinterpret_cast<void*>(1);
+  volatile size_t giant = size_t{1} << 62, all_ones = SIZE_MAX;
+  EXPECT_EQ(posix_memalign(&p, giant, 1), ENOMEM);
+  EXPECT_EQ(posix_memalign(&p, all_ones, 1), EINVAL);
+  EXPECT_EQ(p, reinterpret_cast<void*>(1));
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(giant, 1), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(0, 16), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(memalign(all_ones, 1), nullptr);  // rounds up past SIZE_MAX
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(valloc(all_ones), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(pvalloc(all_ones - 100), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(4096, all_ones - 4095), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(calloc(all_ones, all_ones), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  // Zero-sized requests are real, distinct, freeable objects.
+  void* z1 = calloc(all_ones, 0);
+  void* z2 = reallocarray(nullptr, 0, all_ones);
+  ASSERT_NE(z1, nullptr);
+  ASSERT_NE(z2, nullptr);
+  EXPECT_NE(z1, z2);
+  free(z1);
+  free(z2);
+  EXPECT_EQ(::operator new(all_ones, std::nothrow), nullptr);
+  EXPECT_EQ(::operator new(64, std::align_val_t(giant), std::nothrow), nullptr);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+// Misuse that must abort with a message, each in a child process (death
+// tests). Double frees and interior/stack frees of small and large blocks
+// are above; these add huge blocks, foreign memory and realloc.
+TEST(ApiDeathTest, FreesOfForeignAndHugePointersAbort) {
+  static char global_buf[256];
+  EXPECT_DEATH(free(global_buf + 16), "invalid pointer");
+  EXPECT_DEATH(
+      {
+        void* m = mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        free(m);
+      },
+      "invalid pointer");
+  EXPECT_DEATH(
+      {
+        char* h = static_cast<char*>(malloc(size_t{40} << 20));  // own mapping
+        free(h + 4096);
+      },
+      "invalid pointer");
+  EXPECT_DEATH(
+      {
+        void* h = malloc(size_t{40} << 20);
+        free(h);
+        free(h);
+      },
+      "invalid pointer");
+  EXPECT_DEATH(
+      {
+        int x;
+        (void)malloc_usable_size(&x);
+      },
+      "invalid pointer");
+}
+
+TEST(ApiDeathTest, ReallocOfFreedOrForeignPointerAborts) {
+  EXPECT_DEATH(
+      {
+        void* p = malloc(1 << 20);
+        free(p);
+        p = realloc(p, 2 << 20);
+      },
+      "double free|invalid pointer");
+  EXPECT_DEATH(
+      {
+        void* h = malloc(size_t{40} << 20);
+        free(h);
+        h = realloc(h, size_t{50} << 20);
+      },
+      "invalid pointer");
+  EXPECT_DEATH(
+      {
+        int x[4];
+        void* q = realloc(x, 64);
+        free(q);
+      },
+      "invalid pointer");
+  EXPECT_DEATH(
+      {
+        // A freed small object still at the head of its thread cache: the
+        // move frees it a second time.
+        void* p = malloc(64);
+        free(p);
+        p = realloc(p, 100000);
       },
       "double free");
 }

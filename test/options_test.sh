@@ -10,10 +10,10 @@ expect_line() {  # var=value, pattern
   local n
   n=$(printf '%s\n' "$err" | grep -c "$2")
   if [ "$n" != 1 ] || [ "$(printf '%s\n' "$err" | grep -c .)" != 1 ]; then
-    echo "FAIL $1: expected exactly one line matching '$2', got: $err"
+    echo "FAIL ${1:0:80}: expected exactly one line matching '${2:0:80}', got: ${err:0:300}"
     fail=1
   else
-    echo "ok   $1 -> $err"
+    echo "ok   ${1:0:60} -> ${err:0:160}"
   fi
 }
 expect_line EBBMALLOC_COLD_MS=abc "EBBMALLOC_COLD_MS='abc' is not valid.*using the default 1000"
@@ -26,6 +26,19 @@ expect_line EBBMALLOC_LIVE_STATS=maybe "EBBMALLOC_LIVE_STATS='maybe' is not vali
 expect_line EBBMALLOC_LIVE_STATS_MS=5 "EBBMALLOC_LIVE_STATS_MS='5' is not valid.*default 500"
 expect_line EBBMALLOC_LIVE_STATS_DIR=relative/dir "EBBMALLOC_LIVE_STATS_DIR='relative/dir' is not valid.*absolute path"
 expect_line EBBMALLOC_NO_SUCH_THING=1 "unknown option EBBMALLOC_NO_SUCH_THING"
+# Every variable with garbage, empty, huge and very long values: one line
+# each, never a crash (EBBMALLOC_STATS= empty means off, which is valid).
+long=$(head -c 100000 /dev/zero | tr '\0' 7)
+for var in REPORTER COLD_MS DELAY_MS REPORT_ORDER BATCH REPORT_MARK_KB MADVISE SPLIT_WARM RESERVE_GB \
+           STATS VERBOSE CHECK; do
+  expect_line "EBBMALLOC_$var=#!garbage~\$" "EBBMALLOC_$var='#!garbage~\\$' is not valid"
+  expect_line "EBBMALLOC_$var=184467440737095516160000" "EBBMALLOC_$var='184467440737095516160000' is not valid"
+  expect_line "EBBMALLOC_$var=-1" "EBBMALLOC_$var='-1' is not valid"
+  expect_line "EBBMALLOC_$var=$long" "EBBMALLOC_$var='7777.* is not valid"
+  [ "$var" = STATS ] || expect_line "EBBMALLOC_$var=" "EBBMALLOC_$var='' is not valid"
+done
+expect_line "EBBMALLOC_$long=1" "unknown option EBBMALLOC_7777"
+expect_line "EBBMALLOC_=1" "unknown option EBBMALLOC_ "
 # The program's own output is unaffected.
 out=$(EBBMALLOC_COLD_MS=abc LD_PRELOAD="$lib" /bin/echo ran 2>/dev/null)
 [ "$out" = ran ] || { echo "FAIL: program output changed: $out"; fail=1; }

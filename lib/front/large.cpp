@@ -89,7 +89,8 @@ void large_release(void* p, uint32_t npages, uint64_t freed_at) {
     g.heap.free_pages(g.heap.region().page_index(p), npages, false, freed_at);
     debug_check_heap_locked();
   }
-  g.reporter.maybe_start_thread();
+  // No maybe_start_thread() here: callers hold their cache's mutex, and
+  // creating the thread allocates (they start it once the mutex is free).
 }
 
 size_t large_usable(const void* p) {

@@ -14,7 +14,8 @@ void* large_alloc(size_t size, size_t align, bool zero);
 // p is in the heap and not in a slab. Aborts if it is not a live large block.
 void large_free(void* p);
 size_t large_usable(const void* p);
-// Frees a live large block of `npages` pages to the heap (thread caches);
+// Frees a live large block of `npages` pages to the heap (thread caches,
+// which may hold their mutex: it never starts the reporter thread);
 // `freed_at` (0: now) as in PageHeap::free_pages.
 void large_release(void* p, uint32_t npages, uint64_t freed_at = 0);
 // Shrinks or grows in place if possible; returns false otherwise.

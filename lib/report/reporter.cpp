@@ -196,14 +196,25 @@ uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released
       }
       if (n == 0) break;
       uint64_t before = *released;
-      for (unsigned i = 0; i < n; ++i) ok[i] = report_block(ids[i], released);
+      bool failed = false;
+      for (unsigned i = 0; i < n; ++i) {
+        ok[i] = report_block(ids[i], released);
+        failed |= !ok[i];
+      }
+      uint64_t now;
       {
         LockGuard g(heap_->lock());
-        const uint64_t now = os::now_ms();
+        now = os::now_ms();
         for (unsigned i = 0; i < n; ++i) heap_->buddy().putback(ids[i], ok[i], now);
       }
       stats_.blocks.fetch_add(n, std::memory_order_relaxed);
       stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
+      if (failed) {
+        // madvise failed: those blocks went back warm, and with cold_ms 0
+        // (report_all) would be isolated again at once, for ever. End the
+        // pass; retry when they are cold again.
+        return now + cold_ms < next ? now + cold_ms : next;
+      }
       if (n < batch) break;
     }
   }
