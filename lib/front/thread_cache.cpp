@@ -77,9 +77,12 @@ void flush_all(ThreadCache* tc, uint64_t freed_at = 0) {
   }
 }
 
-void bump_epoch(ThreadCache* tc) {
+// Marks the cache as changed; `stamp` also records when (a clock read: the
+// small-object slow paths, which run once per batch, do; the large-block
+// cache, hit on every large malloc/free, does not).
+void bump_epoch(ThreadCache* tc, bool stamp = true) {
   tc->epoch.store(tc->epoch.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  tc->last_ms.store(os::now_ms(), std::memory_order_relaxed);
+  if (stamp) tc->last_ms.store(os::now_ms(), std::memory_order_relaxed);
 }
 
 uint64_t cache_bytes(const ThreadCache* tc) {
@@ -220,7 +223,7 @@ void* thread_large_take(uint32_t npages) {
   for (unsigned i = tc->large_count; i-- > 0;) {
     const uint32_t n = tc->large[i].npages;
     if (n >= npages && n - npages <= npages / 8) {
-      bump_epoch(tc);
+      bump_epoch(tc, false);
       return large_remove(tc, i).p;
     }
   }
@@ -242,7 +245,7 @@ bool thread_large_put(void* p, uint32_t npages) {
     }
     tc->large[tc->large_count++] = LargeSlot{p, npages};
     tc->large_pages += npages;
-    bump_epoch(tc);
+    bump_epoch(tc, false);
   }
   g.reporter.note_activity();
   g.reporter.maybe_start_thread();
