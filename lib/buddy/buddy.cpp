@@ -269,14 +269,8 @@ void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {
 // ---- invariant checker -----------------------------------------------------
 
 unsigned Buddy::check(bool print) const {
-  unsigned errors = 0;
-  auto bad = [&](const char* what, uint64_t a, uint64_t b) {
-    ++errors;
-    if (print && errors <= 10) {
-      OutBuf o(2);
-      o.str("ebbmalloc: heap check: ").str(what).str(" (").u64(a).str(", ").u64(b).str(")\n");
-    }
-  };
+  CheckErrors errs(print, "");
+  auto bad = [&](const char* what, uint64_t a, uint64_t b) { errs.bad(what, a, b); };
   BuddyCounts seen{};
   uint64_t warm_rep = 0;
   for (unsigned o = 0; o <= kMaxOrder; ++o) {
@@ -372,7 +366,7 @@ unsigned Buddy::check(bool print) const {
   }
   if (free_walked != c_.free_pages) bad("pages in free heads differ from listed pages", free_walked, c_.free_pages);
   if (isolated_walked != c_.isolated_pages) bad("isolated pages mismatch", isolated_walked, c_.isolated_pages);
-  return errors;
+  return errs.count();
 }
 
 }  // namespace ebb

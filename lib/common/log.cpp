@@ -127,4 +127,14 @@ void fatal(const char* msg) {
   abort();
 }
 
+void CheckErrors::bad(const char* what, uint64_t a, uint64_t b) {
+  if (print_ && errors_ < 10) {
+    OutBuf o(2);
+    o.str("ebbmalloc: heap check: ").str(scope_);
+    if (id_ != ~uint64_t{0}) o.u64(id_).str(": ");
+    o.str(what).str(" (").u64(a).str(", ").u64(b).str(")\n");
+  }
+  ++errors_;
+}
+
 }  // namespace ebb

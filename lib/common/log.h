@@ -36,6 +36,22 @@ class OutBuf {
 
 // "ebbmalloc: <msg>\n" on stderr.
 void log_line(const char* msg);
+
+// What an invariant checker found: counts the problems and prints the first
+// ten as "ebbmalloc: heap check: <scope>what (a, b)".
+class CheckErrors {
+ public:
+  // `scope` (may be empty) and `id` (printed after it unless ~0) name the part checked.
+  CheckErrors(bool print, const char* scope, uint64_t id = ~uint64_t{0}) : print_(print), scope_(scope), id_(id) {}
+  void bad(const char* what, uint64_t a, uint64_t b);
+  unsigned count() const { return errors_; }
+
+ private:
+  bool print_;
+  const char* scope_;
+  uint64_t id_;
+  unsigned errors_ = 0;
+};
 // Prints "ebbmalloc: <what> <ptr>: <why>" and aborts. Never returns.
 [[noreturn]] void fatal_pointer(const char* what, const void* p, const char* why);
 [[noreturn]] void fatal(const char* msg);

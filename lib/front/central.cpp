@@ -494,15 +494,8 @@ uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
 // Bin lock held. Returns the number of problems found.
 unsigned check_bin(CentralBin& bin, unsigned cls, bool print) {
   const SizeClass& sc = class_info(cls);
-  unsigned errors = 0;
-  auto bad = [&](const char* what, uint64_t a, uint64_t b) {
-    ++errors;
-    if (print && errors <= 10) {
-      OutBuf o(2);
-      o.str("ebbmalloc: heap check: class ").u64(cls).str(": ").str(what).str(" (").u64(a).str(", ");
-      o.u64(b).str(")\n");
-    }
-  };
+  CheckErrors errs(print, "class ", cls);
+  auto bad = [&](const char* what, uint64_t a, uint64_t b) { errs.bad(what, a, b); };
   uint64_t free_objects = 0, reported = 0, steps = 0;
   bool in_reported = false;
   const Slab* prev = nullptr;
@@ -555,7 +548,7 @@ unsigned check_bin(CentralBin& bin, unsigned cls, bool print) {
       if (s->scan_list != list || s->scan_prev != p) bad("broken dirty/scan list at page", s->page, list);
     }
   }
-  return errors;
+  return errs.count();
 }
 
 void check_bin_if_enabled([[maybe_unused]] CentralBin& bin, [[maybe_unused]] unsigned cls) {
