@@ -180,7 +180,9 @@ void* malloc_small_slow(unsigned cls) {
     LockGuard m(tc->mutex);  // waits for a drain in progress
     Bin& b = tc->bins[cls];
     if (!b.head) {
-      const unsigned want = b.max / 2 ? b.max / 2 : 1;
+      // A refill takes what an overflow flushes (max - max/2), so batches
+      // pass whole through the transfer cache.
+      const unsigned want = b.max - b.max / 2;
       b.count = central_alloc_batch(cls, want, &b.head);
     }
     if (b.head) {
