@@ -31,7 +31,6 @@ class BuddyTest : public ::testing::Test {
     b_.clear_reported(blk.idx, 1u << blk.order);
     descs_[blk.idx].kind = PageKind::kLargeHead;
     descs_[blk.idx].npages = 1u << blk.order;
-    for (uint32_t k = 1; k < (1u << blk.order); ++k) descs_[blk.idx + k].kind = PageKind::kLargeTail;
     return blk;
   }
   void give(const Buddy::Block& blk, uint64_t now) { b_.free_range(blk.idx, 1u << blk.order, false, now); }
@@ -128,6 +127,24 @@ TEST_F(BuddyTest, BlocksFreedEarlierAreListedByTheirFreeTime) {
   EXPECT_EQ(b_.check(true), 0u);
 }
 
+TEST_F(BuddyTest, AnOldBlockBehindManyNewerOnesIsFoundFromTheColdEnd) {
+  // More newer warm blocks than the search from the head looks at: the
+  // place is found from the cold end.
+  std::vector<Buddy::Block> blocks;
+  for (int i = 0; i < 100; ++i) blocks.push_back(take(0, 0));
+  for (int i = 0; i < 80; i += 2) give(blocks[i], 1000 + i);  // every other: no merging
+  give(blocks[81], 10);
+  EXPECT_EQ(b_.check(true), 0u) << "the warm run stays ordered by free time";
+  uint32_t ids[4];
+  uint64_t next = ~0ull;
+  ASSERT_EQ(b_.isolate_cold(0, 2001, 1000, ids, 4, &next), 2u);
+  EXPECT_EQ(ids[0], blocks[81].idx) << "the oldest block is isolated first";
+  EXPECT_EQ(ids[1], blocks[0].idx);
+  EXPECT_EQ(next, 2002u);
+  for (unsigned i = 0; i < 2; ++i) b_.putback(ids[i], true, 2001);
+  EXPECT_EQ(b_.check(true), 0u);
+}
+
 TEST_F(BuddyTest, OnlyColdBlocksAreIsolatedAndTheNextDeadlineIsKnown) {
   Buddy::Block a = take(2, 0), s1 = take(2, 0), c = take(2, 0), s2 = take(2, 0);
   (void)s1;
@@ -181,8 +198,7 @@ TEST_F(BuddyTest, LongRandomSequencesKeepEveryInvariant) {
         b_.clear_reported(blk.idx, 1u << blk.order);
         descs_[blk.idx].kind = PageKind::kLargeHead;
         descs_[blk.idx].npages = 1u << blk.order;
-        for (uint32_t k = 1; k < (1u << blk.order); ++k) descs_[blk.idx + k].kind = PageKind::kLargeTail;
-        live.push_back(blk);
+            live.push_back(blk);
       }
     } else if (op < 9 && !live.empty()) {
       const size_t i = rng() % live.size();

@@ -58,22 +58,21 @@ void Buddy::list_add_warm_aged(uint32_t i, unsigned o) {
   Area& a = area_[o];
   const uint64_t stamp = d(i).stamp;
   constexpr unsigned kSteps = 32;
-  // From the head: the first block not newer than this one.
+  // From the head: the first block not newer than this one (or the end of
+  // the warm run); it goes just before that.
   uint32_t before = a.head;
-  for (unsigned steps = 0; before != a.boundary && d(before).stamp > stamp; ++steps) {
-    if (steps == kSteps) {
-      before = kNil;
-      break;
-    }
+  unsigned steps = 0;
+  while (before != a.boundary && d(before).stamp > stamp && steps < kSteps) {
     before = d(before).link.next;
+    ++steps;
   }
-  uint32_t after = kNil;
-  if (before != kNil) {
-    after = before == a.boundary ? (before != kNil ? d(before).link.prev : a.tail) : d(before).link.prev;
+  uint32_t after;  // it goes just after this one
+  if (before == a.boundary || d(before).stamp <= stamp) {
+    after = before == kNil ? a.tail : d(before).link.prev;
   } else {
     // From the cold end: the first block not older than this one.
     after = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
-    for (unsigned steps = 0; after != kNil && d(after).stamp < stamp; ++steps) {
+    for (steps = 0; after != kNil && d(after).stamp < stamp; ++steps) {
       if (steps == kSteps) {
         d(i).stamp = d(a.head).stamp;
         list_add_warm(i, o);
@@ -220,8 +219,9 @@ void Buddy::free_range(uint32_t idx, uint32_t npages, bool count_bits, uint64_t 
 }
 
 void Buddy::add_fresh(uint32_t idx, uint32_t npages, uint64_t now) {
+  // Pages past the frontier were never used: their descriptors are still
+  // zero (kFreeTail), and free_range sets the heads.
   bits_->set(idx, npages);
-  for (uint32_t k = 0; k < npages; ++k) d(idx + k).kind = PageKind::kFreeTail;
   free_range(idx, npages, true, now);
 }
 
@@ -358,7 +358,6 @@ unsigned Buddy::check(bool print) const {
         // bins own those bits (central_check verifies them).
         break;
       case PageKind::kFreeTail:
-      case PageKind::kLargeTail:
         bad("page belongs to no block", i, static_cast<uint64_t>(h.kind));
         break;
     }

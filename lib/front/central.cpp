@@ -360,7 +360,8 @@ uint64_t advise_isolated(const Slab* s, uint64_t* released) {
   uint64_t done = 0;
   for (uint64_t m = s->iso_pages; m;) {
     const uint32_t a = static_cast<uint32_t>(__builtin_ctzll(m));
-    const uint32_t b = a + static_cast<uint32_t>(__builtin_ctzll(~(m >> a))) - 1;
+    const uint64_t gap = ~(m >> a);  // 0 when the run reaches page 63
+    const uint32_t b = gap ? a + static_cast<uint32_t>(__builtin_ctzll(gap)) - 1 : 63;
     const uint64_t run = span_mask(a, b);
     if (g.reporter.advise_pages(s->page + a, b - a + 1, released)) done |= run;
     m &= ~run;
@@ -401,8 +402,8 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
   if (failed && s->scan_list == kNoList) scan_push(bin, s, kDirtyList);
 }
 
-// Bin lock held. Frees the objects of `b` into their slabs; returns whether
-// a slab was put on the dirty list.
+// Bin lock held. Frees the `n` objects chained at `head` into their slabs,
+// freed at `stamp`; returns whether a slab was put on the dirty list.
 bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
   bool dirtied = false;
   for (unsigned i = 0; i < n && head; ++i) {

@@ -16,7 +16,7 @@ enum class PageKind : uint8_t {
   kIsolated,      // first page of a free block taken off its list by the reporter
   kSlab,          // page of a slab (small objects); `slab` is valid
   kLargeHead,     // first page of a large allocation; `npages` is valid
-  kLargeTail,     // interior page of a large allocation
+                  // (its interior pages keep whatever kind they had)
 };
 
 struct PageDesc {

@@ -18,7 +18,6 @@ namespace ebb {
 class ReportedBits {
  public:
   void init(uint64_t* words) { w_ = words; }
-  uint64_t* words() const { return w_; }
 
   bool test(uint32_t i) const { return (load(i >> 6) >> (i & 63)) & 1; }
 
