@@ -58,12 +58,13 @@ typedef struct ebb_options {
   int madvise_free;       /* EBBMALLOC_MADVISE=free (0: dontneed) */
   int stats;              /* EBBMALLOC_STATS: 0 off, 1 text, 2 json */
   int verbose;            /* EBBMALLOC_VERBOSE (0) */
-  uint32_t reserve_gb;    /* EBBMALLOC_RESERVE_GB (64) */
+  uint32_t reserve_gb;    /* EBBMALLOC_RESERVE_GB (1024): largest heap */
   int split_warm;         /* EBBMALLOC_SPLIT_WARM (1) */
   uint32_t report_mark_kb; /* EBBMALLOC_REPORT_MARK_KB (1024) */
   int check;              /* EBBMALLOC_CHECK (0; debug builds) */
   int live_stats;         /* EBBMALLOC_LIVE_STATS (0): counters in a file for ebbtop */
   uint32_t live_stats_ms; /* EBBMALLOC_LIVE_STATS_MS (500) */
+  uint32_t reporter_linger_ms; /* EBBMALLOC_REPORTER_LINGER_MS (2000): idle time before the thread exits */
 } ebb_options_t;
 
 /* Fills *out (out->version must not be read before). Returns 0, or -1 if

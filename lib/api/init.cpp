@@ -1,7 +1,8 @@
 // Process life: first-use initialisation, the library constructor and
-// destructor, and the fork handlers.
+// destructor. (fork: api/fork.cpp.)
 #include <pthread.h>
 
+#include "api/fork.h"
 #include "api/live_stats.h"
 #include "api/options.h"
 #include "common/check.h"
@@ -20,37 +21,6 @@ namespace {
 
 void notify_reporter() { g.reporter.request(); }
 
-void prefork() {
-  if (!initialized()) return;
-  g.reporter.prefork();
-  thread_cache_prefork();
-  for (unsigned c = 1; c <= kNumClasses; ++c) g.bins[c].lock.lock();
-  g.slab_pool.lock().lock();
-  g.heap.lock().lock();
-  huge_prefork();
-}
-
-void postfork_parent() {
-  if (!initialized()) return;
-  huge_postfork_parent();
-  g.heap.lock().unlock();
-  g.slab_pool.lock().unlock();
-  for (unsigned c = kNumClasses; c >= 1; --c) g.bins[c].lock.unlock();
-  thread_cache_postfork_parent();
-  g.reporter.postfork_parent();
-}
-
-void postfork_child() {
-  if (!initialized()) return;
-  huge_postfork_child();
-  g.heap.lock().reset_after_fork();
-  g.slab_pool.lock().reset_after_fork();
-  for (unsigned c = 1; c <= kNumClasses; ++c) g.bins[c].lock.reset_after_fork();
-  thread_cache_postfork_child();
-  g.reporter.postfork_child();
-  live_stats_postfork_child();
-}
-
 bool do_init() {
   parse_options(&g.opts);
   g.zero_reported = !g.opts.madv_free;
@@ -64,6 +34,7 @@ bool do_init() {
   g.reporter.init(&g.heap, &g.opts);
   g.reporter.set_cache_hook(&drain_idle_caches);
   g.reporter.set_slab_hook(&central_report_cold);
+  g.reporter.set_worth_hook(&worth_reporting);
   thread_cache_global_init();
   g_fast.page_class = g.heap.region().page_class();
   g_fast.reserved = g.heap.region().reserved_bytes();
@@ -108,7 +79,7 @@ using namespace ebb;
 // inside the dynamic loader it is not safe.
 __attribute__((constructor(101))) static void ebb_constructor() {
   if (!ensure_init()) return;
-  pthread_atfork(&prefork, &postfork_parent, &postfork_child);
+  fork_handlers_install();
   live_stats_start();
   g.reporter.allow_thread_start();
   g.reporter.maybe_start_thread();

@@ -64,9 +64,10 @@ struct BoolOpt {
 const NumOpt kNum[] = {
     {"DELAY_MS", &Options::delay_ms, 0, 600000, "milliseconds, 0..600000"},
     {"COLD_MS", &Options::cold_ms, 0, 3600000, "milliseconds, 0..3600000"},
+    {"REPORTER_LINGER_MS", &Options::linger_ms, 0, 3600000, "milliseconds, 0..3600000"},
     {"REPORT_ORDER", &Options::report_order, 0, kMaxOrder, "0..13 (4 KiB << order)"},
     {"BATCH", &Options::batch, 1, 1024, "1..1024"},
-    {"RESERVE_GB", &Options::reserve_gb, 1, 8192, "GiB of address space, 1..8192"},
+    {"RESERVE_GB", &Options::reserve_gb, 1, 8192, "GiB of heap, 1..8192"},
     {"REPORT_MARK_KB", &Options::report_mark_kb, 4, 1u << 30, "KiB, 4..1073741824"},
     {"LIVE_STATS_MS", &Options::live_stats_ms, 50, 60000, "milliseconds, 50..60000"},
 };

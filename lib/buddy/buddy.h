@@ -72,6 +72,8 @@ class Buddy {
 
   const BuddyCounts& counts() const { return c_; }
   uint64_t warm_reportable_pages() const { return warm_reportable_; }
+  // Without the heap lock (a hint: the count may be changing).
+  uint64_t warm_reportable_pages_racy() const { return __atomic_load_n(&warm_reportable_, __ATOMIC_RELAXED); }
   unsigned report_order() const { return report_order_; }
   void set_split_warm_first(bool v) { split_warm_first_ = v; }
   bool has_warm(unsigned o) const { return area_[o].head != kNil && area_[o].head != area_[o].boundary; }

@@ -4,6 +4,8 @@
 
 namespace ebb {
 
+constinit thread_local uint32_t t_lock_depth __attribute__((tls_model("initial-exec"))) = 0;
+
 void Mutex::lock_slow(uint32_t c) {
   // Spin briefly: critical sections here are short.
   for (int i = 0; i < 100; ++i) {

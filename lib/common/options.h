@@ -12,12 +12,13 @@ struct Options {
   bool reporter = true;            // EBBMALLOC_REPORTER
   uint32_t delay_ms = 200;         // EBBMALLOC_DELAY_MS: minimum time between passes
   uint32_t cold_ms = 1000;         // EBBMALLOC_COLD_MS: free this long before reported
+  uint32_t linger_ms = 2000;       // EBBMALLOC_REPORTER_LINGER_MS: idle time before the thread exits
   uint32_t report_order = 0;       // EBBMALLOC_REPORT_ORDER: 0 = 4 KiB .. 9 = 2 MiB
   uint32_t batch = 32;             // EBBMALLOC_BATCH: blocks per isolate/madvise round
   bool madv_free = false;          // EBBMALLOC_MADVISE=dontneed|free
   StatsMode stats = StatsMode::kOff;  // EBBMALLOC_STATS=0|1|json
   bool verbose = false;            // EBBMALLOC_VERBOSE
-  uint32_t reserve_gb = 64;        // EBBMALLOC_RESERVE_GB: heap address space
+  uint32_t reserve_gb = 1024;      // EBBMALLOC_RESERVE_GB: largest heap (address space taken as it grows)
   bool split_warm = true;          // EBBMALLOC_SPLIT_WARM: split warm before reported fit
   uint32_t report_mark_kb = 1024;  // EBBMALLOC_REPORT_MARK_KB: warm free memory that wakes the reporter
   bool check = false;              // EBBMALLOC_CHECK: heap invariant walks (debug builds)

@@ -65,15 +65,22 @@ PageDesc& large_head(const void* p, const char* what) {
   }
   return d;
 }
+
+// The caller owns the block at p if the free or realloc is valid, so its
+// head descriptor does not change under it and is read without the heap
+// lock; nullptr if p is not the head of a live large block (the caller
+// then takes the lock to say what is wrong).
+const PageDesc* owned_head(const void* p) {
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0) return nullptr;
+  const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  return d.kind == PageKind::kLargeHead ? &d : nullptr;
+}
 }  // namespace
 
 void large_free(void* p) {
   // A valid free owns the block, so its descriptor can be read without the
   // heap lock; anything unexpected takes the checked path below.
-  const PageDesc& peek = g.heap.region().descs()[g.heap.region().page_index(p)];
-  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead &&
-      thread_large_put(p, peek.npages))
-    return;
+  if (const PageDesc* d = owned_head(p); d && thread_large_put(p, d->npages)) return;
   {
     LockGuard h(g.heap.lock());
     PageDesc& d = large_head(p, "free(): invalid pointer");
@@ -93,7 +100,9 @@ void large_release(void* p, uint32_t npages, uint64_t freed_at) {
   // creating the thread allocates (they start it once the mutex is free).
 }
 
+
 size_t large_usable(const void* p) {
+  if (const PageDesc* d = owned_head(p)) return size_t{d->npages} << kPageShift;
   LockGuard h(g.heap.lock());
   return size_t{large_head(p, "malloc_usable_size(): invalid pointer").npages} << kPageShift;
 }
@@ -101,18 +110,18 @@ size_t large_usable(const void* p) {
 bool large_resize_in_place(void* p, size_t new_size) {
   if (new_size > kMaxBlockSize) return false;
   const uint32_t want = static_cast<uint32_t>((new_size + kPageSize - 1) >> kPageShift);
+  const PageDesc* owned = owned_head(p);
+  // Same size, or growing (which never happens in place): no lock needed.
+  if (owned && want >= owned->npages) return want == owned->npages;
   LockGuard h(g.heap.lock());
   PageDesc& d = large_head(p, "realloc(): invalid pointer");
   const uint32_t idx = g.heap.region().page_index(p);
-  if (want == d.npages) return true;
-  if (want < d.npages) {
-    // Shrink: the tail goes back to the free lists.
-    g.heap.free_pages(idx + want, d.npages - want);
-    d.npages = want;
-    debug_check_heap_locked();
-    return true;
-  }
-  return false;
+  if (want >= d.npages) return want == d.npages;
+  // Shrink: the tail goes back to the free lists.
+  g.heap.free_pages(idx + want, d.npages - want);
+  d.npages = want;
+  debug_check_heap_locked();
+  return true;
 }
 
 // ---- huge: own mappings ------------------------------------------------------
@@ -240,8 +249,8 @@ void huge_totals(uint64_t* bytes, uint64_t* count) {
   *count = g_count;
 }
 
-void huge_prefork() { g_huge_lock.lock(); }
-void huge_postfork_parent() { g_huge_lock.unlock(); }
+void huge_prefork() { g_huge_lock.lock_raw(); }
+void huge_postfork_parent() { g_huge_lock.unlock_raw(); }
 void huge_postfork_child() { g_huge_lock.reset_after_fork(); }
 
 }  // namespace ebb

@@ -92,6 +92,13 @@ uint64_t cache_bytes(const ThreadCache* tc) {
   return bytes;
 }
 
+// After a slow-path operation on the cache. With a reporter thread idle, it
+// is woken to look at caches later; with none, one is wanted only for memory
+// worth giving back, which costs a walk: looked at every 8th operation.
+void note_activity(const ThreadCache* tc) {
+  g.reporter.note_activity((tc->epoch.load(std::memory_order_relaxed) & 7) == 1);
+}
+
 void thread_exit(void* arg) {
   ThreadCache* tc = static_cast<ThreadCache*>(arg);
   // Later frees in this thread (other TLS destructors) go uncached.
@@ -192,7 +199,7 @@ void* malloc_small_slow(unsigned cls) {
     }
     bump_epoch(tc);
   }
-  g.reporter.note_activity();
+  note_activity(tc);
   g.reporter.maybe_start_thread();
   return p;
 }
@@ -213,7 +220,7 @@ void free_small_slow(void* p, unsigned cls) {
     b.count++;
     bump_epoch(tc);
   }
-  g.reporter.note_activity();
+  note_activity(tc);
   g.reporter.maybe_start_thread();
 }
 
@@ -249,7 +256,7 @@ bool thread_large_put(void* p, uint32_t npages) {
     tc->large_pages += npages;
     bump_epoch(tc, false);
   }
-  g.reporter.note_activity();
+  note_activity(tc);
   g.reporter.maybe_start_thread();
   return true;
 }
@@ -312,14 +319,23 @@ uint64_t thread_cache_bytes(uint64_t* ncaches) {
   return bytes;
 }
 
+bool worth_reporting() {
+  const uint64_t mark = uint64_t{g.opts.report_mark_kb} << 10;
+  if ((g.heap.buddy().warm_reportable_pages_racy() << kPageShift) >= mark) return true;
+  const CentralTotals t = central_totals();
+  if (t.free_bytes >= t.reported_bytes + mark) return true;
+  const ThreadCache* tc = t_cache;
+  return tc != &g_empty_cache && cache_bytes(tc) >= mark;
+}
+
 void thread_cache_prefork() {
-  g_registry_lock.lock();
-  g_cache_pool.lock().lock();
+  g_registry_lock.lock_raw();
+  g_cache_pool.lock().lock_raw();
 }
 
 void thread_cache_postfork_parent() {
-  g_cache_pool.lock().unlock();
-  g_registry_lock.unlock();
+  g_cache_pool.lock().unlock_raw();
+  g_registry_lock.unlock_raw();
 }
 
 void thread_cache_postfork_child() {

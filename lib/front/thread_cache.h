@@ -119,6 +119,10 @@ bool thread_large_put(void* p, uint32_t npages);
 
 // Flushes the calling thread's cache back to the central bins.
 void thread_cache_flush_mine();
+// Reporter hook (Reporter::WorthHook): with no reporter thread, is there at
+// least the mark (EBBMALLOC_REPORT_MARK_KB) of free memory to give back, in
+// the page heap, in slabs, or in the calling thread's cache?
+bool worth_reporting();
 // Reporter hook: drains idle caches (see Reporter::CacheHook).
 uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force);
 // Bytes sitting in thread caches (racy; for statistics).

@@ -30,21 +30,25 @@ void Reporter::init(PageHeap* heap, const Options* opts) {
 }
 
 void Reporter::request_slow(uint32_t s) {
-  if (!state_.compare_exchange_strong(s, kRequested, std::memory_order_acq_rel)) return;
-  if (s != kIdle) return;  // ACTIVE: the running pass will go round again
-  if (running_.load(std::memory_order_acquire)) {
-    os::futex_wake(&state_, 1);
-  } else {
-    want_thread_.store(true, std::memory_order_relaxed);
+  if (s == kNoThread) {
+    // Start a thread only for memory worth giving back; small programs
+    // stay single-threaded.
+    if (worth_hook_ && !worth_hook_()) return;
+    state_.compare_exchange_strong(s, kStart, std::memory_order_acq_rel);
+    return;
   }
+  if (!state_.compare_exchange_strong(s, kRequested, std::memory_order_acq_rel)) return;
+  if (s == kIdle) os::futex_wake(&state_, 1);  // ACTIVE: the running pass will go round again
 }
 
 void Reporter::start_thread() {
   if (!can_start_.load(std::memory_order_acquire)) return;
   bool expected = false;
   if (!starting_.compare_exchange_strong(expected, true)) return;
-  if (!running_.load(std::memory_order_acquire)) {
-    want_thread_.store(false, std::memory_order_relaxed);
+  uint32_t s = kStart;
+  const uint64_t now = os::now_ms();
+  if (now >= retry_at_.load(std::memory_order_relaxed) &&
+      state_.compare_exchange_strong(s, kRequested, std::memory_order_acq_rel)) {
     // The thread must never run a signal handler of the program: block
     // everything while creating it, so that it starts with all blocked.
     sigset_t all, old;
@@ -55,11 +59,11 @@ void Reporter::start_thread() {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_t t;
-    running_.store(true, std::memory_order_release);
     if (pthread_create(&t, &attr, &Reporter::thread_main, this) != 0) {
-      running_.store(false, std::memory_order_release);
+      // Nothing but this function leaves REQUESTED before the thread runs.
       if (opts_->verbose) log_line("could not start the reporter thread; will retry");
-      want_thread_.store(true, std::memory_order_relaxed);
+      retry_at_.store(now + (opts_->delay_ms > 100 ? opts_->delay_ms : 100), std::memory_order_relaxed);
+      state_.store(kStart, std::memory_order_release);
     }
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -101,14 +105,27 @@ int64_t timeout_to(uint64_t t, uint64_t now) {
 
 void Reporter::run() {
   uint64_t deadline = kNever;
+  uint64_t idle_since = kNever;
   for (;;) {
     uint64_t now = os::now_ms();
     const uint64_t publish_at = publish_if_due(now);
     uint32_t s = state_.load(std::memory_order_acquire);
     if (s == kIdle) {
-      os::futex_wait(&state_, kIdle, timeout_to(publish_at, now));
+      if (publish_hook_) {  // publishing keeps the thread
+        os::futex_wait(&state_, kIdle, timeout_to(publish_at, now));
+        continue;
+      }
+      // Nothing to do: linger a while (a program that frees in bursts keeps
+      // its thread), then leave; a later request starts a new one.
+      if (idle_since == kNever) idle_since = now;
+      if (now >= idle_since + opts_->linger_ms) {
+        if (state_.compare_exchange_strong(s, kNoThread, std::memory_order_acq_rel)) return;
+        continue;  // requested meanwhile
+      }
+      os::futex_wait(&state_, kIdle, timeout_to(idle_since + opts_->linger_ms, now));
       continue;
     }
+    idle_since = kNever;
     if (s == kArmed) {
       if (now < deadline) {
         const uint64_t until = publish_at < deadline ? publish_at : deadline;
@@ -230,12 +247,16 @@ uint64_t Reporter::report_all() {
 
 void Reporter::postfork_child() {
   batch_lock_.reset_after_fork();
+  postfork_child_interrupted();
+  if (publish_hook_) state_.store(kStart, std::memory_order_relaxed);
+  else if (enabled_ && heap_ && heap_->buddy().warm_reportable_pages() > 0) request();
+}
+
+void Reporter::postfork_child_interrupted() {
   // The thread does not exist in the child; start a new one on demand.
-  running_.store(false);
-  starting_.store(false);
-  want_thread_.store(false);
-  state_.store(kIdle);
-  if (enabled_ && heap_ && heap_->buddy().warm_reportable_pages() > 0) request();
+  starting_.store(false, std::memory_order_relaxed);
+  retry_at_.store(0, std::memory_order_relaxed);
+  state_.store(kNoThread, std::memory_order_relaxed);
 }
 
 }  // namespace ebb

@@ -8,8 +8,19 @@
 // when the thread wakes again; with nothing left to do it sleeps on a futex
 // with no timeout, so an idle process sees no wake-ups.
 //
+// The thread exists only while there is memory to give back: a program that
+// never has any keeps the one thread it started with (unshare(CLONE_NEWUSER),
+// signal-handler forks and __libc_single_threaded depend on that). With no
+// thread, a request starts one only if the WorthHook sees at least the mark
+// of free memory (heap, slabs, the caller's cache); the thread is created by
+// the next maybe_start_thread(), where no allocator lock is held. A thread
+// that has been idle for `linger_ms` (nothing to report, no deadline) exits.
+//
 // State machine (one atomic word, also the futex):
-//   IDLE      -> sleeping without deadline; request() moves to REQUESTED + wake
+//   NO_THREAD -> no thread; request() moves to START if the hook says so
+//   START     -> a thread is wanted; maybe_start_thread() creates it
+//   IDLE      -> sleeping without deadline; request() moves to REQUESTED +
+//                wake; after linger_ms the thread moves to NO_THREAD, exits
 //   REQUESTED -> a pass is wanted; the thread waits `delay` then goes ACTIVE
 //   ACTIVE    -> running a pass; request() moves to REQUESTED (pass again)
 //   ARMED     -> sleeping until a deadline that already covers every warm
@@ -17,7 +28,8 @@
 //
 // With a publisher set (live statistics, EBBMALLOC_LIVE_STATS=1) the thread
 // also calls it every `publish_ms` and after each pass, so its sleeps are
-// bounded by that period; it then runs even with reporting switched off.
+// bounded by that period; it then runs even with reporting switched off, and
+// never exits.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -48,10 +60,13 @@ class Reporter {
   // cold_ms (the front end's half of a pass, run in rounds under
   // batch_lock() with advise_pages()); returns the next deadline.
   using SlabHook = uint64_t (*)(uint64_t cold_ms, uint64_t* released);
+  // With no thread: is there enough free memory to be worth starting one?
+  using WorthHook = bool (*)();
 
   void init(PageHeap* heap, const Options* opts);
   void set_cache_hook(CacheHook h) { cache_hook_ = h; }
   void set_slab_hook(SlabHook h) { slab_hook_ = h; }
+  void set_worth_hook(WorthHook h) { worth_hook_ = h; }
 
   // For the slab hook: gives pages [idx, idx+n) of the heap back (no lock
   // held), counting calls, failures and bytes; false if madvise failed.
@@ -66,40 +81,49 @@ class Reporter {
   void set_publisher(PublishHook h, uint32_t every_ms) {
     publish_hook_ = h;
     publish_ms_ = every_ms ? every_ms : 1;
-    if (h) want_thread_.store(true, std::memory_order_relaxed);
+    if (h) {
+      uint32_t s = kNoThread;
+      state_.compare_exchange_strong(s, kStart, std::memory_order_relaxed);
+    }
   }
 
   // Cheap; may be called with the heap lock held.
   void request() {
     if (!enabled_) return;
     uint32_t s = state_.load(std::memory_order_relaxed);
-    if (s == kIdle || s == kActive) request_slow(s);
+    if (s == kIdle || s == kActive || s == kNoThread) request_slow(s);
   }
   // A thread cache took or returned memory: make sure the reporter will look
-  // at caches later (only wakes an idle reporter).
-  void note_activity() {
-    if (enabled_ && state_.load(std::memory_order_relaxed) == kIdle) request_slow(kIdle);
+  // at caches later (wakes an idle reporter; `check_worth`: with no thread,
+  // ask the worth hook, which the caller samples because it costs a walk).
+  void note_activity(bool check_worth) {
+    if (!enabled_) return;
+    const uint32_t s = state_.load(std::memory_order_relaxed);
+    if (s == kIdle || (s == kNoThread && check_worth)) request_slow(s);
   }
   // Call only where no allocator lock is held: starts the thread if a
   // request is waiting for one.
   void maybe_start_thread() {
-    if (__builtin_expect(want_thread_.load(std::memory_order_relaxed), 0)) start_thread();
+    if (__builtin_expect(state_.load(std::memory_order_relaxed) == kStart, 0)) start_thread();
   }
   // Reports every free page now, whatever its order or age (malloc_trim).
   // Returns the bytes given back.
   uint64_t report_all();
 
-  void prefork() { batch_lock_.lock(); }
-  void postfork_parent() { batch_lock_.unlock(); }
+  // In a fork child (whose only thread held every allocator lock): the
+  // thread does not exist there; one is started again when needed.
   void postfork_child();
+  // In the child of a fork that interrupted the allocator (api/fork.cpp):
+  // only atomic stores, nothing that takes a lock.
+  void postfork_child_interrupted();
   void allow_thread_start() { can_start_.store(true, std::memory_order_release); }
 
   const ReporterStats& stats() const { return stats_; }
   ReporterStats& stats_mut() { return stats_; }
-  bool thread_running() const { return running_.load(std::memory_order_relaxed); }
+  bool thread_running() const { return state_.load(std::memory_order_relaxed) >= kIdle; }
   uint32_t state() const { return state_.load(std::memory_order_relaxed); }
 
-  static constexpr uint32_t kIdle = 0, kRequested = 1, kActive = 2, kArmed = 3;
+  static constexpr uint32_t kNoThread = 0, kStart = 1, kIdle = 2, kRequested = 3, kActive = 4, kArmed = 5;
   static constexpr uint64_t kNever = ~uint64_t{0};
 
  private:
@@ -122,14 +146,14 @@ class Reporter {
   bool enabled_ = false;
   CacheHook cache_hook_ = nullptr;
   SlabHook slab_hook_ = nullptr;
+  WorthHook worth_hook_ = nullptr;
   PublishHook publish_hook_ = nullptr;
   uint32_t publish_ms_ = 0;
   uint64_t next_publish_ = 0;  // reporter thread only
-  std::atomic<uint32_t> state_{kIdle};
-  std::atomic<bool> want_thread_{false};
-  std::atomic<bool> running_{false};
+  std::atomic<uint32_t> state_{kNoThread};
   std::atomic<bool> starting_{false};
   std::atomic<bool> can_start_{false};
+  std::atomic<uint64_t> retry_at_{0};  // a failed pthread_create is retried from then on
   Mutex batch_lock_;  // one isolate/madvise/putback round at a time
   ReporterStats stats_;
 };
