@@ -1,4 +1,4 @@
-// Fault injection: commit (mprotect), map (mmap) and madvise failures are
+// Fault injection: commit (growing the heap's mappings), map (mmap) and madvise failures are
 // injected through os::g_hooks. Allocation must then fail cleanly (NULL,
 // ENOMEM), the heap must stay consistent, every live byte must survive, and
 // allocation must work again once memory is back; the reporter must survive
@@ -43,7 +43,15 @@ int commit_hook(void* p, size_t size) {
     g_commit_faults.fetch_add(1);
     return ENOMEM;
   }
-  return mprotect(p, size, PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
+  // What os::commit does: fresh memory at exactly p, never over a mapping.
+  void* q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+                 -1, 0);
+  if (q == MAP_FAILED) return errno;
+  if (q != p) {
+    munmap(q, size);
+    return EEXIST;
+  }
+  return 0;
 }
 void* map_hook(size_t size) {
   if (g_fail_map.load()) {

@@ -25,8 +25,8 @@ bool do_init() {
   parse_options(&g.opts);
   g.zero_reported = !g.opts.madv_free;
   const uint64_t mark_pages = (uint64_t{g.opts.report_mark_kb} * 1024) >> kPageShift;
-  if (!g.heap.init(size_t{g.opts.reserve_gb} << 30, g.opts.report_order, mark_pages ? mark_pages : 1,
-                   &notify_reporter, g.opts.verbose)) {
+  if (!g.heap.init(size_t{g.opts.reserve_gb} << 30, &g_fast.extent, g.opts.report_order,
+                   mark_pages ? mark_pages : 1, &notify_reporter, g.opts.verbose)) {
     log_line("cannot reserve address space for the heap; allocations will fail");
     return false;
   }
@@ -37,12 +37,11 @@ bool do_init() {
   g.reporter.set_worth_hook(&worth_reporting);
   thread_cache_global_init();
   g_fast.page_class = g.heap.region().page_class();
-  g_fast.reserved = g.heap.region().reserved_bytes();
   g_fast.base = reinterpret_cast<uintptr_t>(g.heap.region().base());
   if (g.opts.verbose) {
     OutBuf o(2);
-    o.str("ebbmalloc: ").str(ebb_version()).str(" heap ").ptr(g.heap.region().base()).str(" reserved ");
-    o.bytes(g.heap.region().reserved_bytes()).str(", reporter ").str(g.opts.reporter ? "on" : "off");
+    o.str("ebbmalloc: ").str(ebb_version()).str(" heap ").ptr(g.heap.region().base()).str(" for up to ");
+    o.bytes(g.heap.region().max_bytes()).str(", reporter ").str(g.opts.reporter ? "on" : "off");
     o.str(", cold ").u64(g.opts.cold_ms).str(" ms, report order ").u64(g.opts.report_order).chr('\n');
   }
   return true;

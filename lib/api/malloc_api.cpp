@@ -18,8 +18,24 @@ void* malloc_large_path(size_t size, size_t align, bool zero) {
   return p;
 }
 
+void* malloc_small_fallback(size_t size, size_t align) {
+  void* p = huge_alloc(size ? size : 1, align);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+namespace {
+// p is in the heap after all: it grew on another thread a moment ago and
+// this thread read the extent before (relaxed). Seen again with acquire.
+bool in_grown_heap(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) - g_fast.base < g_fast.extent.load(std::memory_order_acquire);
+}
+}  // namespace
+
 void free_outside_heap(void* p) {
-  if (!huge_free(p)) fatal_pointer("free(): invalid pointer", p, "not allocated by ebbmalloc");
+  if (huge_free(p)) return;
+  if (in_grown_heap(p)) return do_free(p);
+  fatal_pointer("free(): invalid pointer", p, "not allocated by ebbmalloc");
 }
 
 void* aligned_path(size_t align, size_t size) {
@@ -37,8 +53,7 @@ void* aligned_path(size_t align, size_t size) {
     while (c <= kNumClasses && class_info(c).size % align != 0) ++c;
     if (c <= kNumClasses) {
       void* p = malloc_small(class_info(c).size);
-      if (!p) errno = ENOMEM;
-      return p;
+      return p ? p : malloc_small_fallback(size, align);
     }
   }
   return malloc_large_path(size > kSmallMax ? size : kSmallMax + 1, align, false);
@@ -46,13 +61,14 @@ void* aligned_path(size_t align, size_t size) {
 
 size_t usable_size(const void* p) {
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
-  if (off < g_fast.reserved) {
+  if (off < g_fast.heap_extent()) {
     const unsigned cls = g_fast.page_class[off >> kPageShift];
     if (cls) return class_info(cls).size;
     return large_usable(p);
   }
   if (!p) return 0;
   const size_t n = huge_usable(p);
+  if (!n && in_grown_heap(p)) return usable_size(p);
   if (!n) fatal_pointer("malloc_usable_size(): invalid pointer", p, "not allocated by ebbmalloc");
   return n;
 }
@@ -69,7 +85,7 @@ void* realloc_impl(void* p, size_t size) {
   }
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   size_t old;
-  if (off < g_fast.reserved) {
+  if (off < g_fast.heap_extent()) {
     const unsigned cls = g_fast.page_class[off >> kPageShift];
     if (cls) {
       old = class_info(cls).size;
@@ -80,6 +96,7 @@ void* realloc_impl(void* p, size_t size) {
     }
   } else {
     old = huge_usable(p);
+    if (!old && in_grown_heap(p)) return realloc_impl(p, size);
     if (!old) fatal_pointer("realloc(): invalid pointer", p, "not allocated by ebbmalloc");
     if (size > kMaxBlockSize) {
       void* q = huge_realloc(p, size);
@@ -102,10 +119,7 @@ void* calloc_impl(size_t n, size_t m) {
   }
   if (size <= kSmallMax) {
     void* p = malloc_small(size);
-    if (!p) {
-      errno = ENOMEM;
-      return nullptr;
-    }
+    if (!p) return malloc_small_fallback(size, 0);  // a fresh mapping: zero already
     memset(p, 0, size);
     return p;
   }

@@ -22,7 +22,7 @@ void collect_stats(ebb_stats_t* s) {
   const uint64_t cached = thread_cache_bytes(&ncaches);
   const CentralTotals ct = central_totals();
   huge_totals(&huge_bytes, &huge_count);
-  uint64_t frontier, free_pages, reported_pages, isolated;
+  uint64_t frontier, meta_mapped, free_pages, reported_pages, isolated;
   {
     LockGuard h(g.heap.lock());
     const BuddyCounts& c = g.heap.buddy().counts();
@@ -31,6 +31,7 @@ void collect_stats(ebb_stats_t* s) {
       s->reported_blocks[o] = c.nr_reported[o];
     }
     frontier = g.heap.region().frontier();
+    meta_mapped = g.heap.region().metadata_mapped();
     free_pages = c.free_pages;
     reported_pages = c.reported_pages;
     isolated = c.isolated_pages;
@@ -38,7 +39,7 @@ void collect_stats(ebb_stats_t* s) {
     s->reported_fallback_bytes = (g.heap.fallback_pages() << kPageShift) + ct.refaulted_bytes;
   }
   const uint64_t heap_bytes = frontier << kPageShift;
-  const uint64_t meta = (frontier * (sizeof(PageDesc) + 1)) + frontier / 8 + g.slab_pool.mapped_bytes();
+  const uint64_t meta = meta_mapped + g.slab_pool.mapped_bytes();
   s->mapped_bytes = heap_bytes + huge_bytes + meta;
   s->free_warm_bytes = (free_pages - reported_pages + isolated) << kPageShift;
   s->free_reported_bytes = reported_pages << kPageShift;

@@ -8,14 +8,14 @@ namespace ebb {
 
 namespace {
 // The frontier advances at least this much at a time (two pageblocks):
-// committing is cheap, fresh memory stays non-resident until used.
+// mapping is cheap, fresh memory stays non-resident until used.
 constexpr uint32_t kGrowPages = uint32_t{2} * (kPageblockSize >> kPageShift);
 }  // namespace
 
-bool PageHeap::init(size_t reserve_bytes, unsigned report_order, uint64_t mark_pages,
+bool PageHeap::init(size_t max_bytes, std::atomic<size_t>* extent, unsigned report_order, uint64_t mark_pages,
                     Buddy::NotifyFn notify, bool verbose) {
   verbose_ = verbose;
-  if (!region_.init(reserve_bytes)) return false;
+  if (!region_.init(max_bytes, extent)) return false;
   buddy_.init(region_.descs(), &region_.reported(), &frontier_, report_order, mark_pages, notify);
   return true;
 }

@@ -18,7 +18,8 @@ struct PageRun {
 
 class PageHeap {
  public:
-  bool init(size_t reserve_bytes, unsigned report_order, uint64_t mark_pages,
+  // `extent` as in HeapRegion::init.
+  bool init(size_t max_bytes, std::atomic<size_t>* extent, unsigned report_order, uint64_t mark_pages,
             Buddy::NotifyFn notify, bool verbose);
   Mutex& lock() { return lock_; }
   HeapRegion& region() { return region_; }

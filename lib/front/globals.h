@@ -15,8 +15,12 @@ namespace ebb {
 // What free()'s fast path reads, on one cache line of its own.
 struct alignas(64) FastGlobals {
   uintptr_t base = 0;       // heap start (0 until initialised)
-  size_t reserved = 0;      // heap size: (p - base) < reserved <=> p in the heap
+  // Heap size so far: (p - base) < extent <=> p in the heap. It only grows
+  // (HeapRegion::grow); a pointer the heap handed out is below the extent
+  // any thread that got the pointer sees.
+  std::atomic<size_t> extent{0};
   uint8_t* page_class = nullptr;
+  size_t heap_extent() const { return extent.load(std::memory_order_relaxed); }
 };
 
 struct Globals {

@@ -2,7 +2,8 @@
 // then four classes per power of two (at most 25% internal waste, 12.5% on
 // average). Each class has a slab order (slabs are buddy blocks) chosen so a
 // slab holds at least 8 objects and wastes at most 1/16 of itself, and a
-// thread-cache capacity that keeps about 128 KiB of each class per thread.
+// thread-cache capacity that keeps about 128 KiB of each class per thread
+// once the thread uses the class (it starts at about 4 KiB).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +20,7 @@ struct SizeClass {
   uint32_t slab_order;
   uint32_t objects;    // per slab
   uint32_t cache_max;  // thread cache capacity
+  uint32_t cache_init; // a new (or drained) cache's capacity, doubled up to cache_max by use
   uint32_t magic;      // ceil(2^32 / size): offset -> index without dividing
 };
 
@@ -48,6 +50,10 @@ constexpr SizeClass make_class(unsigned c) {
   sc.objects = static_cast<uint32_t>(objs > kMaxSlabObjects ? kMaxSlabObjects : objs);
   uint32_t cap = (128 * 1024) / sc.size;
   sc.cache_max = cap < 4 ? 4 : (cap > 4096 ? 4096 : cap);
+  // Slow start: about 4 KiB of a class at first, so that a small program's
+  // caches stay small; each slow-path call on the class doubles it.
+  const uint32_t init = 4096 / sc.size;
+  sc.cache_init = init < 2 ? 2 : (init > sc.cache_max ? sc.cache_max : init);
   sc.magic = static_cast<uint32_t>(((uint64_t{1} << 32) + sc.size - 1) / sc.size);
   return sc;
 }

@@ -69,8 +69,20 @@ LargeSlot large_remove(ThreadCache* tc, unsigned i) {
   return s;
 }
 
-void flush_all(ThreadCache* tc, uint64_t freed_at = 0) {
-  for (unsigned c = 1; c <= kNumClasses; ++c) flush_bin(tc, c, 0, freed_at);
+// A slow-path call on a bin: the class is in use, let the cache hold more
+// of it (slow start, as tcmalloc's per-class list lengths).
+void grow_bin(Bin& b, unsigned cls) {
+  const uint32_t cap = class_info(cls).cache_max;
+  if (b.max < cap) b.max = b.max * 2 < cap ? b.max * 2 : cap;
+}
+
+// `idle`: the reporter drains a thread that went idle; when it comes back,
+// its caches start small again.
+void flush_all(ThreadCache* tc, uint64_t freed_at = 0, bool idle = false) {
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    flush_bin(tc, c, 0, freed_at);
+    if (idle) tc->bins[c].max = class_info(c).cache_init;
+  }
   while (tc->large_count) {
     const LargeSlot s = large_remove(tc, tc->large_count - 1);
     large_release(s.p, s.npages, freed_at);
@@ -124,7 +136,7 @@ ThreadCache* thread_init() {
     t_state = ThreadState::kNone;
     return nullptr;
   }
-  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].max = class_info(c).cache_max;
+  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].max = class_info(c).cache_init;
   registry_link(tc);
   // Registers the exit destructor; for early keys this never allocates,
   // and if it does the allocation is served uncached (kSetup).
@@ -161,7 +173,7 @@ bool drain_other(ThreadCache* tc, uint64_t freed_at) {
     tc->mutex.unlock();
     return false;
   }
-  flush_all(tc, freed_at);
+  flush_all(tc, freed_at, /*idle=*/true);
   tc->drain_req.store(0, std::memory_order_release);
   tc->mutex.unlock();
   g.reporter.stats_mut().cache_drains.fetch_add(1, std::memory_order_relaxed);
@@ -186,6 +198,7 @@ void* malloc_small_slow(unsigned cls) {
   {
     LockGuard m(tc->mutex);  // waits for a drain in progress
     Bin& b = tc->bins[cls];
+    grow_bin(b, cls);
     if (!b.head) {
       // A refill takes what an overflow flushes (max - max/2), so batches
       // pass whole through the transfer cache.
@@ -214,7 +227,10 @@ void free_small_slow(void* p, unsigned cls) {
     LockGuard m(tc->mutex);
     Bin& b = tc->bins[cls];
     if (b.head == p) fatal_pointer("free(): double free of", p, "the object is already free");
-    if (b.count >= b.max) flush_bin(tc, cls, b.max / 2, 0, /*transfer=*/true);
+    if (b.count >= b.max) {
+      flush_bin(tc, cls, b.max / 2, 0, /*transfer=*/true);
+      grow_bin(b, cls);
+    }
     *static_cast<void**>(p) = b.head;
     b.head = p;
     b.count++;
@@ -300,7 +316,7 @@ uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force) {
     const uint64_t freed_at = force ? 0 : tc->seen_ms;
     if (tc == mine) {
       LockGuard m(tc->mutex);
-      flush_all(tc, freed_at);
+      flush_all(tc, freed_at, /*idle=*/true);
     } else if (!drain_other(tc, freed_at)) {
       if (now + cold_ms < next) next = now + cold_ms;
     }
@@ -321,11 +337,13 @@ uint64_t thread_cache_bytes(uint64_t* ncaches) {
 
 bool worth_reporting() {
   const uint64_t mark = uint64_t{g.opts.report_mark_kb} << 10;
-  if ((g.heap.buddy().warm_reportable_pages_racy() << kPageShift) >= mark) return true;
+  uint64_t free = g.heap.buddy().warm_reportable_pages_racy() << kPageShift;
+  if (free >= mark) return true;
   const CentralTotals t = central_totals();
-  if (t.free_bytes >= t.reported_bytes + mark) return true;
+  if (t.free_bytes > t.reported_bytes) free += t.free_bytes - t.reported_bytes;
   const ThreadCache* tc = t_cache;
-  return tc != &g_empty_cache && cache_bytes(tc) >= mark;
+  if (tc != &g_empty_cache) free += cache_bytes(tc);
+  return free >= mark;
 }
 
 void thread_cache_prefork() {

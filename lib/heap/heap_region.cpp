@@ -5,42 +5,84 @@
 
 namespace ebb {
 
-bool HeapRegion::init(size_t bytes) {
-  constexpr size_t kMin = size_t{64} << 20;
-  bytes = align_up(bytes < kMin ? kMin : bytes, kMaxBlockSize);
+namespace {
+
+constexpr size_t kMinHeap = size_t{64} << 20;
+
+// Bytes of each metadata part for a heap of `pages` pages, page-rounded.
+size_t desc_bytes(uint64_t pages) { return align_up(pages * sizeof(PageDesc), kPageSize); }
+size_t class_bytes(uint64_t pages) { return align_up(pages, kPageSize); }
+size_t bit_bytes(uint64_t pages) { return align_up(align_up(pages, 64) / 8, kPageSize); }
+size_t zone_bytes(uint64_t pages) {
+  return align_up((pages << kPageShift) + desc_bytes(pages) + class_bytes(pages) + bit_bytes(pages), kMaxBlockSize);
+}
+
+// A few bits of entropy without a system call that might not exist yet.
+uint64_t entropy() {
+  uint64_t x = reinterpret_cast<uintptr_t>(&x);  // the stack is randomised (ASLR)
+#if defined(__x86_64__) || defined(__i386__)
+  x ^= __builtin_ia32_rdtsc();
+#endif
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return x;
+}
+
+}  // namespace
+
+bool HeapRegion::Window::cover(size_t bytes) {
+  bytes = align_up(bytes, kPageSize);
+  if (bytes <= mapped) return true;
+  if (bytes > cap || os::commit(base + mapped, bytes - mapped) != 0) return false;
+  mapped = bytes;
+  return true;
+}
+
+// Lays the parts out in the zone at `zone` and maps the first page of each:
+// false (nothing left mapped) if any of them is taken.
+bool HeapRegion::place(uintptr_t zone, uint32_t pages) {
+  char* z = reinterpret_cast<char*>(zone);
+  const size_t heap = size_t{pages} << kPageShift;
+  heap_ = Window{z, 0, heap};
+  descs_ = Window{z + heap, 0, desc_bytes(pages)};
+  classes_ = Window{descs_.base + descs_.cap, 0, class_bytes(pages)};
+  bits_ = Window{classes_.base + classes_.cap, 0, bit_bytes(pages)};
+  Window* parts[] = {&heap_, &descs_, &classes_, &bits_};
+  for (Window* w : parts) {
+    if (!w->cover(kPageSize)) {
+      for (Window* u : parts)
+        if (u->mapped) os::unmap(u->base, u->mapped);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool HeapRegion::init(size_t max_bytes, std::atomic<size_t>* extent) {
+  extent_ = extent;
   // Page indices are 32-bit.
   const size_t kMaxBytes = (size_t{1} << 32) * kPageSize / 2;
-  if (bytes > kMaxBytes) bytes = kMaxBytes;
-  for (; bytes >= kMin; bytes /= 2) {
-    // Over-reserve by one top-order block so the heap base can be aligned
-    // to it: buddy math works on indices, alignment keeps huge-page and
-    // pageblock boundaries where the indices say they are.
-    size_t span = bytes + kMaxBlockSize;
-    char* raw = static_cast<char*>(os::reserve(span));
-    if (!raw) continue;
-    size_t pages = bytes >> kPageShift;
-    // Metadata: descriptors, size-class map, reported bitmap. Committed
-    // whole; untouched parts stay non-resident.
-    const size_t dsize = pages * sizeof(PageDesc), bsize = align_up(pages / 8, kPageSize);
-    const size_t meta = dsize + pages + bsize;
-    char* m = static_cast<char*>(os::reserve(meta));
-    if (!m || os::commit(m, meta) != 0) {
-      os::unmap(raw, span);
-      if (m) os::unmap(m, meta);
-      continue;
-    }
-    void* d = m;
-    void* c = m + dsize;
-    reported_.init(reinterpret_cast<uint64_t*>(m + dsize + pages));
-    uintptr_t aligned = align_up(reinterpret_cast<uintptr_t>(raw), kMaxBlockSize);
-    size_t head = aligned - reinterpret_cast<uintptr_t>(raw);
-    if (head) os::unmap(raw, head);
-    if (kMaxBlockSize - head) os::unmap(reinterpret_cast<char*>(aligned) + bytes, kMaxBlockSize - head);
-    base_ = reinterpret_cast<char*>(aligned);
-    reserved_ = bytes;
-    total_pages_ = static_cast<uint32_t>(pages);
-    descs_ = static_cast<PageDesc*>(d);
-    page_class_ = static_cast<uint8_t*>(c);
+  size_t bytes = align_up(max_bytes < kMinHeap ? kMinHeap : (max_bytes > kMaxBytes ? kMaxBytes : max_bytes),
+                          kMaxBlockSize);
+  // The zone goes between 1/32 and 1/2 of the user address space (estimated
+  // from the stack, which sits near its top): above the program and its
+  // brk heap (x86-64: 4-64 TiB, the program near 85 TiB), below the area
+  // where the kernel places mappings top-down. Zones small enough that at
+  // least four fit there; one of up to 16 slots, picked at random.
+  const uintptr_t top = reinterpret_cast<uintptr_t>(&bytes);
+  const uintptr_t lo = align_up(top / 32, kMaxBlockSize), hi = top / 2;
+  if (hi <= lo) return false;
+  while (bytes > kMinHeap && zone_bytes(bytes >> kPageShift) > (hi - lo) / 4) bytes /= 2;
+  const uint32_t pages = static_cast<uint32_t>(bytes >> kPageShift);
+  const size_t zone = zone_bytes(pages);
+  const uint64_t slots = (hi - lo) / zone;
+  const uint64_t first = entropy() % slots;
+  for (uint64_t k = 0; k < slots && k < 16; ++k) {
+    if (!place(lo + ((first + k) % slots) * zone, pages)) continue;
+    base_ = heap_.base;
+    total_pages_ = pages;
+    reported_.init(reinterpret_cast<uint64_t*>(bits_.base));
     return true;
   }
   return false;
@@ -48,8 +90,12 @@ bool HeapRegion::init(size_t bytes) {
 
 bool HeapRegion::grow(uint32_t new_frontier) {
   EBB_ASSERT(new_frontier > frontier_ && new_frontier <= total_pages_);
-  if (os::commit(page_addr(frontier_), size_t{new_frontier - frontier_} << kPageShift) != 0) return false;
+  // Metadata first: the heap's pages are never reachable without it.
+  if (!descs_.cover(uint64_t{new_frontier} * sizeof(PageDesc)) || !classes_.cover(new_frontier) ||
+      !bits_.cover(align_up(new_frontier, 64) / 8) || !heap_.cover(size_t{new_frontier} << kPageShift))
+    return false;
   frontier_ = new_frontier;
+  if (extent_) extent_->store(size_t{new_frontier} << kPageShift, std::memory_order_release);
   return true;
 }
 

@@ -28,17 +28,20 @@ struct ErrnoSaver {
 };
 }  // namespace
 
-void* reserve(size_t size) {
-  if (g_hooks.reserve) return g_hooks.reserve(size);
-  ErrnoSaver keep;
-  void* p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
-}
-
 int commit(void* p, size_t size) {
   if (g_hooks.commit) return g_hooks.commit(p, size);
   ErrnoSaver keep;
-  return mprotect(p, size, PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000  // Linux 4.17
+#endif
+  void* q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+                 -1, 0);
+  if (q == MAP_FAILED) return errno;
+  if (q != p) {  // a kernel before 4.17 took the address as a hint only
+    munmap(q, size);
+    return EEXIST;
+  }
+  return 0;
 }
 
 void* map(size_t size) {

@@ -15,15 +15,16 @@ namespace ebb::os {
 // Overridable entry points, for fault injection and deterministic tests.
 // A null member means "use the real system call".
 struct Hooks {
-  void* (*reserve)(size_t size) = nullptr;          // address space, no access
-  int (*commit)(void* p, size_t size) = nullptr;     // make reserved memory usable
+  int (*commit)(void* p, size_t size) = nullptr;     // map fresh memory at exactly p
   void* (*map)(size_t size) = nullptr;               // fresh read/write memory
   int (*advise)(void* p, size_t size, bool lazy) = nullptr;  // give pages back
   uint64_t (*now_ms)() = nullptr;                    // monotonic milliseconds
 };
 extern Hooks g_hooks;
 
-void* reserve(size_t size);
+// Maps fresh read/write memory at exactly [p, p+size), never over another
+// mapping (MAP_FIXED_NOREPLACE): 0, EEXIST if anything is in the way,
+// ENOMEM when out of memory or address space (RLIMIT_AS).
 int commit(void* p, size_t size);
 void* map(size_t size);
 // Maps `size` bytes aligned to `align` (a power of two >= page size).

@@ -48,7 +48,8 @@ void Reporter::start_thread() {
   uint32_t s = kStart;
   const uint64_t now = os::now_ms();
   if (now >= retry_at_.load(std::memory_order_relaxed) &&
-      state_.compare_exchange_strong(s, kRequested, std::memory_order_acq_rel)) {
+      // (A thread that only publishes starts idle: no pass with reporting off.)
+      state_.compare_exchange_strong(s, enabled_ ? kRequested : kIdle, std::memory_order_acq_rel)) {
     // The thread must never run a signal handler of the program: block
     // everything while creating it, so that it starts with all blocked.
     sigset_t all, old;
@@ -60,7 +61,8 @@ void Reporter::start_thread() {
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_t t;
     if (pthread_create(&t, &attr, &Reporter::thread_main, this) != 0) {
-      // Nothing but this function leaves REQUESTED before the thread runs.
+      // Nothing but this function leaves REQUESTED (or IDLE, for a thread
+      // that only publishes) before the thread runs.
       if (opts_->verbose) log_line("could not start the reporter thread; will retry");
       retry_at_.store(now + (opts_->delay_ms > 100 ? opts_->delay_ms : 100), std::memory_order_relaxed);
       state_.store(kStart, std::memory_order_release);
