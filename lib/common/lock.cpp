@@ -6,7 +6,7 @@ namespace ebb {
 
 constinit thread_local uint32_t t_lock_depth __attribute__((tls_model("initial-exec"))) = 0;
 
-void Mutex::lock_slow(uint32_t c) {
+void RawMutex::lock_slow(uint32_t c) {
   // Spin briefly: critical sections here are short.
   for (int i = 0; i < 100; ++i) {
     __builtin_ia32_pause();
@@ -20,6 +20,6 @@ void Mutex::lock_slow(uint32_t c) {
   }
 }
 
-void Mutex::wake_one() { os::futex_wake(&state_, 1); }
+void RawMutex::wake_one() { os::futex_wake(&state_, 1); }
 
 }  // namespace ebb

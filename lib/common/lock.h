@@ -18,43 +18,29 @@ namespace ebb {
 constexpr uint32_t kForkOwner = 0x80000000u;  // t_lock_depth: this thread holds the fork's locks
 extern constinit thread_local uint32_t t_lock_depth __attribute__((tls_model("initial-exec")));
 
-class Mutex {
+// The futex lock itself. Used as is only for thread-cache mutexes, which
+// need no count: a fork never waits for one (the prepare handler does not
+// take them, and the forking thread runs without its cache until the
+// parent/child handler: front/thread_cache.cpp).
+class RawMutex {
  public:
-  constexpr Mutex() = default;
+  constexpr RawMutex() = default;
   void lock() {
-    const uint32_t d = t_lock_depth;
-    if (__builtin_expect(d & kForkOwner, 0)) return;
-    t_lock_depth = d + 1;  // before waiting: an interrupted wait counts as held
-    lock_raw();
-  }
-  bool try_lock() {
-    const uint32_t d = t_lock_depth;
-    if (__builtin_expect(d & kForkOwner, 0)) return true;
-    uint32_t c = 0;
-    if (!state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return false;
-    t_lock_depth = d + 1;
-    return true;
-  }
-  void unlock() {
-    const uint32_t d = t_lock_depth;
-    if (__builtin_expect(d & kForkOwner, 0)) return;
-    unlock_raw();
-    t_lock_depth = d - 1;
-  }
-  bool is_locked() const { return state_.load(std::memory_order_relaxed) != 0; }
-  // Only in a fork child: the lock's holder, if any, is gone.
-  void reset_after_fork() { state_.store(0, std::memory_order_relaxed); }
-
-  // Without the per-thread count: the fork handlers, which take every lock.
-  void lock_raw() {
     uint32_t c = 0;
     if (__builtin_expect(state_.compare_exchange_strong(c, 1, std::memory_order_acquire), 1)) return;
     lock_slow(c);
   }
-  void unlock_raw() {
+  bool try_lock() {
+    uint32_t c = 0;
+    return state_.compare_exchange_strong(c, 1, std::memory_order_acquire);
+  }
+  void unlock() {
     if (__builtin_expect(state_.exchange(0, std::memory_order_release) != 2, 1)) return;
     wake_one();
   }
+  bool is_locked() const { return state_.load(std::memory_order_relaxed) != 0; }
+  // Only in a fork child: the lock's holder, if any, is gone.
+  void reset_after_fork() { state_.store(0, std::memory_order_relaxed); }
 
  private:
   void lock_slow(uint32_t c);
@@ -62,15 +48,50 @@ class Mutex {
   std::atomic<uint32_t> state_{0};  // 0 free, 1 locked, 2 locked with waiters
 };
 
+// The allocator's shared locks (heap, bins, pools, registry, huge table,
+// reporter batch): counted in t_lock_depth.
+class Mutex {
+ public:
+  constexpr Mutex() = default;
+  void lock() {
+    const uint32_t d = t_lock_depth;
+    if (__builtin_expect(d & kForkOwner, 0)) return;
+    t_lock_depth = d + 1;  // before waiting: an interrupted wait counts as held
+    m_.lock();
+  }
+  bool try_lock() {
+    const uint32_t d = t_lock_depth;
+    if (__builtin_expect(d & kForkOwner, 0)) return true;
+    if (!m_.try_lock()) return false;
+    t_lock_depth = d + 1;
+    return true;
+  }
+  void unlock() {
+    const uint32_t d = t_lock_depth;
+    if (__builtin_expect(d & kForkOwner, 0)) return;
+    m_.unlock();
+    t_lock_depth = d - 1;
+  }
+  bool is_locked() const { return m_.is_locked(); }
+  void reset_after_fork() { m_.reset_after_fork(); }
+  // Without the count: the fork handlers, which take every lock.
+  void lock_raw() { m_.lock(); }
+  void unlock_raw() { m_.unlock(); }
+
+ private:
+  RawMutex m_;
+};
+
+template <class M>
 class LockGuard {
  public:
-  explicit LockGuard(Mutex& m) : m_(m) { m_.lock(); }
+  explicit LockGuard(M& m) : m_(m) { m_.lock(); }
   ~LockGuard() { m_.unlock(); }
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;
 
  private:
-  Mutex& m_;
+  M& m_;
 };
 
 }  // namespace ebb

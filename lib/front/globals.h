@@ -16,11 +16,14 @@ namespace ebb {
 struct alignas(64) FastGlobals {
   uintptr_t base = 0;       // heap start (0 until initialised)
   // Heap size so far: (p - base) < extent <=> p in the heap. It only grows
-  // (HeapRegion::grow); a pointer the heap handed out is below the extent
-  // any thread that got the pointer sees.
+  // (HeapRegion::grow, a release store); a pointer the heap handed out is
+  // below the extent any thread that got the pointer sees. The fast path
+  // reads it plainly (an atomic load costs free() an instruction: GCC does
+  // not fold it into the compare); a stale value can only be smaller, and
+  // free_outside_heap() looks again with acquire.
   std::atomic<size_t> extent{0};
   uint8_t* page_class = nullptr;
-  size_t heap_extent() const { return extent.load(std::memory_order_relaxed); }
+  size_t heap_extent() const { return *reinterpret_cast<const size_t*>(&extent); }
 };
 
 struct Globals {

@@ -108,7 +108,10 @@ uint64_t cache_bytes(const ThreadCache* tc) {
 // is woken to look at caches later; with none, one is wanted only for memory
 // worth giving back, which costs a walk: looked at every 8th operation.
 void note_activity(const ThreadCache* tc) {
-  g.reporter.note_activity((tc->epoch.load(std::memory_order_relaxed) & 7) == 1);
+  const uint32_t s = g.reporter.state();
+  if (EBB_UNLIKELY(s == Reporter::kIdle) ||
+      (s == Reporter::kNoThread && (tc->epoch.load(std::memory_order_relaxed) & 7) == 1))
+    g.reporter.note_activity();
 }
 
 void thread_exit(void* arg) {
@@ -346,17 +349,37 @@ bool worth_reporting() {
   return free >= mark;
 }
 
+namespace {
+// The forking thread's cache while a fork holds every lock: it runs
+// uncached meanwhile (fork handlers may call malloc), so that it never
+// waits for its own cache's mutex, which a signal handler's fork may have
+// interrupted it holding.
+constinit thread_local ThreadCache* t_fork_saved_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit thread_local ThreadState t_fork_saved_state __attribute__((tls_model("initial-exec"))) = ThreadState::kNone;
+
+void fork_restore_cache() {
+  t_cache = t_fork_saved_cache;
+  t_state = t_fork_saved_state;
+}
+}  // namespace
+
 void thread_cache_prefork() {
   g_registry_lock.lock_raw();
   g_cache_pool.lock().lock_raw();
+  t_fork_saved_cache = t_cache;
+  t_fork_saved_state = t_state;
+  t_cache = &g_empty_cache;
+  t_state = ThreadState::kSetup;
 }
 
 void thread_cache_postfork_parent() {
+  fork_restore_cache();
   g_cache_pool.lock().unlock_raw();
   g_registry_lock.unlock_raw();
 }
 
 void thread_cache_postfork_child() {
+  fork_restore_cache();
   g_cache_pool.lock().reset_after_fork();
   g_registry_lock.reset_after_fork();
   // Only the forking thread exists in the child. The caches of the others

@@ -47,7 +47,7 @@ struct alignas(64) ThreadCache {
   std::atomic<uint32_t> drain_req{0};
   Bin bins[kNumClasses + 1];
   // ---- slow-path state below ----
-  Mutex mutex;                        // owner's slow path, or a drain
+  RawMutex mutex;                     // owner's slow path, or a drain (not counted: see common/lock.h)
   LargeSlot large[kLargeSlots] = {};  // oldest first (mutex)
   uint32_t large_count = 0;
   uint32_t large_pages = 0;

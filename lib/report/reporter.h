@@ -94,12 +94,12 @@ class Reporter {
     if (s == kIdle || s == kActive || s == kNoThread) request_slow(s);
   }
   // A thread cache took or returned memory: make sure the reporter will look
-  // at caches later (wakes an idle reporter; `check_worth`: with no thread,
-  // ask the worth hook, which the caller samples because it costs a walk).
-  void note_activity(bool check_worth) {
+  // at caches later (wakes an idle reporter; with no thread, asks the worth
+  // hook, which costs a walk: callers look at state() first and sample).
+  void note_activity() {
     if (!enabled_) return;
     const uint32_t s = state_.load(std::memory_order_relaxed);
-    if (s == kIdle || (s == kNoThread && check_worth)) request_slow(s);
+    if (s == kIdle || s == kNoThread) request_slow(s);
   }
   // Call only where no allocator lock is held: starts the thread if a
   // request is waiting for one.
