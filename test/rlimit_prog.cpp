@@ -1,5 +1,5 @@
 // Run under an address-space limit (test/rlimit_test.sh: ulimit -v): the
-// heap reservation shrinks to fit, allocation runs until NULL with ENOMEM,
+// heap takes address space as it grows, allocation runs until NULL with ENOMEM,
 // the heap stays consistent, every written byte survives, and freed memory
 // is allocated again. ebbmalloc is this program's malloc (linked in).
 #include <errno.h>

@@ -3,6 +3,14 @@
 #include "common/check.h"
 #include "os/os.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define EBB_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EBB_TSAN 1
+#endif
+#endif
+
 namespace ebb {
 
 namespace {
@@ -71,7 +79,14 @@ bool HeapRegion::init(size_t max_bytes, std::atomic<size_t>* extent) {
   // where the kernel places mappings top-down. Zones small enough that at
   // least four fit there; one of up to 16 slots, picked at random.
   const uintptr_t top = reinterpret_cast<uintptr_t>(&bytes);
-  const uintptr_t lo = align_up(top / 32, kMaxBlockSize), hi = top / 2;
+  uintptr_t lo = align_up(top / 32, kMaxBlockSize), hi = top / 2;
+#ifdef EBB_TSAN
+  // ThreadSanitizer's shadow memory sits at 2-16 TiB and its metadata at
+  // 48-52 TiB (x86-64); it kills a process that maps there. Its low
+  // application range (below 512 GiB) is free.
+  lo = uintptr_t{64} << 30;
+  hi = uintptr_t{448} << 30;
+#endif
   if (hi <= lo) return false;
   while (bytes > kMinHeap && zone_bytes(bytes >> kPageShift) > (hi - lo) / 4) bytes /= 2;
   const uint32_t pages = static_cast<uint32_t>(bytes >> kPageShift);

@@ -171,7 +171,7 @@ void print_text(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
            static_cast<unsigned long long>(s.free_blocks[i]), static_cast<unsigned long long>(s.reported_blocks[i]));
   }
   printf("\n  reporter        %s, %llu passes, %llu wake-ups\n",
-         !f.reporter ? "off (EBBMALLOC_REPORTER=0)" : (s.reporter_thread_running ? "running" : "not started yet"),
+         !f.reporter ? "off (EBBMALLOC_REPORTER=0)" : (s.reporter_thread_running ? "running" : "no thread (nothing to give back)"),
          static_cast<unsigned long long>(s.reporter_passes), static_cast<unsigned long long>(s.reporter_wakeups));
   printf("  returned        %s in %llu blocks + %llu slab pages, %llu madvise calls (%llu failed)\n",
          human(s.reported_bytes_total).c_str(), static_cast<unsigned long long>(s.reported_blocks_total),
