@@ -104,14 +104,26 @@ uint64_t cache_bytes(const ThreadCache* tc) {
   return bytes;
 }
 
+// The cache holds, with the heap's warm free memory, at least the mark:
+// worth a reporter thread (cheaper than worth_reporting(), which also walks
+// the central bins: those ask on their own when a slab is freed into).
+bool cache_worth(const ThreadCache* tc) {
+  const uint64_t mark = uint64_t{g.opts.report_mark_kb} << 10;
+  return cache_bytes(tc) + (g.heap.buddy().warm_reportable_pages_racy() << kPageShift) >= mark;
+}
+
 // After a slow-path operation on the cache. With a reporter thread idle, it
-// is woken to look at caches later; with none, one is wanted only for memory
-// worth giving back, which costs a walk: looked at every 8th operation.
-void note_activity(const ThreadCache* tc) {
+// is woken to look at caches later. With none, one is wanted only for memory
+// worth giving back: on the paths that put memory into the cache (`adds`),
+// every 16th operation looks (the sum costs ~60 instructions).
+void note_activity(const ThreadCache* tc, bool adds) {
   const uint32_t s = g.reporter.state();
-  if (EBB_UNLIKELY(s == Reporter::kIdle) ||
-      (s == Reporter::kNoThread && (tc->epoch.load(std::memory_order_relaxed) & 7) == 1))
+  if (EBB_UNLIKELY(s == Reporter::kIdle)) {
     g.reporter.note_activity();
+  } else if (s == Reporter::kNoThread && adds && (tc->epoch.load(std::memory_order_relaxed) & 15) == 1 &&
+             cache_worth(tc)) {
+    g.reporter.note_activity();
+  }
 }
 
 void thread_exit(void* arg) {
@@ -215,7 +227,7 @@ void* malloc_small_slow(unsigned cls) {
     }
     bump_epoch(tc);
   }
-  note_activity(tc);
+  note_activity(tc, /*adds=*/false);
   g.reporter.maybe_start_thread();
   return p;
 }
@@ -239,7 +251,7 @@ void free_small_slow(void* p, unsigned cls) {
     b.count++;
     bump_epoch(tc);
   }
-  note_activity(tc);
+  note_activity(tc, /*adds=*/true);
   g.reporter.maybe_start_thread();
 }
 
@@ -275,7 +287,7 @@ bool thread_large_put(void* p, uint32_t npages) {
     tc->large_pages += npages;
     bump_epoch(tc, false);
   }
-  note_activity(tc);
+  note_activity(tc, /*adds=*/true);
   g.reporter.maybe_start_thread();
   return true;
 }
@@ -341,6 +353,7 @@ uint64_t thread_cache_bytes(uint64_t* ncaches) {
 bool worth_reporting() {
   const uint64_t mark = uint64_t{g.opts.report_mark_kb} << 10;
   uint64_t free = g.heap.buddy().warm_reportable_pages_racy() << kPageShift;
+  // (Called when the heap passes the mark, or a slab is freed into.)
   if (free >= mark) return true;
   const CentralTotals t = central_totals();
   if (t.free_bytes > t.reported_bytes) free += t.free_bytes - t.reported_bytes;
