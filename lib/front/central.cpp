@@ -594,6 +594,7 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
 
 void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at) {
   CentralBin& bin = g.bins[cls];
+  g.reporter.note_freed(uint64_t{n} * class_info(cls).size);
   bool dirtied = false;
   {
     const uint64_t now = freed_at ? freed_at : os::now_ms();
@@ -606,6 +607,7 @@ void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at)
 
 void central_transfer_batch(unsigned cls, void* head, unsigned n) {
   CentralBin& bin = g.bins[cls];
+  g.reporter.note_freed(uint64_t{n} * class_info(cls).size);
   {
     const uint64_t now = os::now_ms();
     LockGuard bl(bin.lock);
@@ -625,6 +627,7 @@ void* central_alloc_one(unsigned cls) {
 
 void central_free_one(unsigned cls, void* p) {
   CentralBin& bin = g.bins[cls];
+  g.reporter.note_freed(class_info(cls).size);
   bool dirtied;
   {
     const uint64_t now = os::now_ms();

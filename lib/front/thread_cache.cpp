@@ -115,12 +115,14 @@ bool cache_worth(const ThreadCache* tc) {
 // After a slow-path operation on the cache. With a reporter thread idle, it
 // is woken to look at caches later. With none, one is wanted only for memory
 // worth giving back: on the paths that put memory into the cache (`adds`),
-// every 16th operation looks (the sum costs ~60 instructions).
+// every 64th operation looks (the sum over the bins costs ~200
+// instructions). A cache holds a few MiB at most; what overflows it goes to
+// the central bins, which count it (Reporter::note_freed).
 void note_activity(const ThreadCache* tc, bool adds) {
   const uint32_t s = g.reporter.state();
   if (EBB_UNLIKELY(s == Reporter::kIdle)) {
     g.reporter.note_activity();
-  } else if (s == Reporter::kNoThread && adds && (tc->epoch.load(std::memory_order_relaxed) & 15) == 1 &&
+  } else if (s == Reporter::kNoThread && adds && (tc->epoch.load(std::memory_order_relaxed) & 63) == 1 &&
              cache_worth(tc)) {
     g.reporter.note_activity();
   }
@@ -353,7 +355,6 @@ uint64_t thread_cache_bytes(uint64_t* ncaches) {
 bool worth_reporting() {
   const uint64_t mark = uint64_t{g.opts.report_mark_kb} << 10;
   uint64_t free = g.heap.buddy().warm_reportable_pages_racy() << kPageShift;
-  // (Called when the heap passes the mark, or a slab is freed into.)
   if (free >= mark) return true;
   const CentralTotals t = central_totals();
   if (t.free_bytes > t.reported_bytes) free += t.free_bytes - t.reported_bytes;

@@ -27,6 +27,7 @@ void Reporter::init(PageHeap* heap, const Options* opts) {
   heap_ = heap;
   opts_ = opts;
   enabled_ = opts->reporter;
+  mark_bytes_ = uint64_t{opts->report_mark_kb} << 10;
 }
 
 void Reporter::request_slow(uint32_t s) {

@@ -101,6 +101,15 @@ class Reporter {
     const uint32_t s = state_.load(std::memory_order_relaxed);
     if (s == kIdle || s == kNoThread) request_slow(s);
   }
+  // Objects freed into the central bins. With no thread, slabs that are
+  // dirty already do not ask again; so every `mark` bytes freed there ask
+  // the worth hook once (its walk is then paid once per mark bytes freed).
+  void note_freed(uint64_t bytes) {
+    if (__builtin_expect(state_.load(std::memory_order_relaxed) != kNoThread, 1) || !enabled_) return;
+    if (freed_since_.fetch_add(bytes, std::memory_order_relaxed) + bytes < mark_bytes_) return;
+    freed_since_.store(0, std::memory_order_relaxed);
+    request_slow(kNoThread);
+  }
   // Call only where no allocator lock is held: starts the thread if a
   // request is waiting for one.
   void maybe_start_thread() {
@@ -154,6 +163,8 @@ class Reporter {
   std::atomic<bool> starting_{false};
   std::atomic<bool> can_start_{false};
   std::atomic<uint64_t> retry_at_{0};  // a failed pthread_create is retried from then on
+  std::atomic<uint64_t> freed_since_{0};  // bytes freed into the bins since the last worth check
+  uint64_t mark_bytes_ = 0;
   Mutex batch_lock_;  // one isolate/madvise/putback round at a time
   ReporterStats stats_;
 };
