@@ -399,7 +399,7 @@ man)
     [ -f "$page" ] || fail "$page was not installed"
     out=$(zcat "$page" | groff -man -Tutf8 -ww -z 2>&1) || fail "groff failed on $page"
     [ -z "$out" ] || fail "groff warns on ${page##*/}: $(head -2 <<<"$out" | tr '\n' ' ')"
-    zcat "$page" | groff -man -Tutf8 2>/dev/null | grep -q '^N.*A.*M.*E' || fail "${page##*/} has no NAME section"
+    zcat "$page" | groff -man -Tascii -P-cbu 2>/dev/null | grep -qx 'NAME' || fail "${page##*/} has no NAME section"
     zcat "$page" | grep -q "^\.TH .*\"ebbmalloc $version\"" || fail "${page##*/} does not carry version $version"
   }
   for p in man1/ebbmalloc.1 man1/ebbrun.1 man1/ebbtop.1 man3/ebbmalloc.3; do
@@ -416,11 +416,17 @@ man)
   vars=$( (sed -n 's/^ *{"\([A-Z_]*\)", &Options::.*/\1/p; s/.*strcmp(key, "\([A-Z_]*\)").*/\1/p' "$src/lib/api/options.cpp" |
     sed 's/^/EBBMALLOC_/'; grep -o '^| `EBBMALLOC_[A-Z_]*`' "$src/README.md" | tr -d '|` ') | sort -u)
   [ "$(wc -l <<<"$vars")" -ge 15 ] || fail "found only $(wc -l <<<"$vars") EBBMALLOC_* variables in options.cpp and README"
-  page=$(zcat "$tmp/p/$EBB_MANDIR/man3/ebbmalloc.3.gz" | groff -man -Tascii 2>/dev/null | col -b)
-  for v in $vars; do
-    grep -q "^ *$v " <<<"$page" || fail "ebbmalloc(3) does not describe $v (options.cpp, README)"
-  done
+  check_vars() {  # PAGE.gz: an entry for each of $vars
+    local text v
+    text=$(zcat "$1" | groff -man -Tascii -P-cbu 2>/dev/null)
+    for v in $vars; do
+      grep -q "^ *$v " <<<"$text" || fail "${1##*/} does not describe $v (options.cpp, README)"
+    done
+  }
+  check_vars "$tmp/p/$EBB_MANDIR/man3/ebbmalloc.3.gz"
   ok "ebbmalloc(3) describes all $(wc -l <<<"$vars") EBBMALLOC_* variables of options.cpp and the README"
+  zcat "$tmp/p/$EBB_MANDIR/man3/ebbmalloc.3.gz" | sed 's/^\.BR EBBMALLOC_BATCH /.BR EBBMALLOC_BATCHES /' | gzip >"$tmp/nobatch.3.gz"
+  must_reject "a page without EBBMALLOC_BATCH" "does not describe EBBMALLOC_BATCH" check_vars "$tmp/nobatch.3.gz"
   ;;
 
 deb | deb_install)
