@@ -445,7 +445,7 @@ deb | deb_install)
   [ -f "$deb" ] || fail "cpack made no $deb: $(ls "$tmp/pkg")"
   # DEB: the metadata and the files a user of the package needs.
   check_deb() {
-    local deb=$1 info field
+    local deb=$1 info
     info=$(dpkg-deb -I "$deb") || fail "dpkg-deb -I cannot read $deb"
     field() { sed -n "s/^ $1: //p" <<<"$info"; }
     [ "$(field Package)" = ebbmalloc ] || fail "Package is '$(field Package)'"
