@@ -161,7 +161,10 @@ EBB_EXPORT size_t ebb_report_now(void) {
   return static_cast<size_t>(g.reporter.report_all());
 }
 
-EBB_EXPORT const char* ebb_version(void) { return "ebbmalloc 0.1.0"; }
+#ifndef EBB_VERSION
+#error "EBB_VERSION (the project version) is defined by lib/CMakeLists.txt"
+#endif
+EBB_EXPORT const char* ebb_version(void) { return "ebbmalloc " EBB_VERSION; }
 
 EBB_EXPORT const ebb_options_t* ebb_options(void) {
   ensure_init();

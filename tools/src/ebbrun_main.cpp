@@ -27,10 +27,6 @@
 #include "measure.h"
 #include "svg_plot.h"
 
-#ifndef EBB_PHASE_PATH
-#define EBB_PHASE_PATH "bench/workloads/phase"
-#endif
-
 namespace m = ebb::measure;
 using m::AllocRuns;
 using m::fmtd;
@@ -285,11 +281,6 @@ bool write_csv(const std::string& path, const std::vector<AllocRuns>& all) {
 // demo
 // ---------------------------------------------------------------------------
 
-std::string phase_path() {
-  const char* over = getenv("EBBRUN_PHASE_BIN");
-  return over && *over ? over : EBB_PHASE_PATH;
-}
-
 std::string pct_vs(double mine, double theirs) {
   if (theirs <= 0) return "n/a";
   double d = (mine / theirs - 1) * 100;
@@ -375,12 +366,10 @@ int main(int argc, char** argv) {
   Config c = parse_args(argc, argv, known);
 
   if (c.demo) {
-    std::string phase = phase_path();
+    std::string phase = m::phase_workload_path();
     if (access(phase.c_str(), X_OK) != 0) {
-      fprintf(stderr,
-              "ebbrun demo: the phase workload is missing: %s not found (build it: cmake "
-              "--build build/release --target wl_phase)\n",
-              phase.c_str());
+      fprintf(stderr, "ebbrun demo: the phase workload is missing: %s not found (%s)\n",
+              phase.c_str(), m::phase_workload_hint().c_str());
       return 1;
     }
     // Sized so the whole demo (six allocators) takes about a minute on two

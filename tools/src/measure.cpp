@@ -24,10 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef EBB_LIB_PATH
-#define EBB_LIB_PATH "lib/libebbmalloc.so"
-#endif
-
 extern char** environ;
 
 namespace ebb::measure {
@@ -40,12 +36,6 @@ bool Allocator::installed() const {
   return preload.empty() || access(preload.c_str(), R_OK) == 0;
 }
 
-std::string ebb_library_path() {
-  const char* over = getenv("EBBRUN_EBB_LIB");
-  if (over && *over) return over;
-  return EBB_LIB_PATH;
-}
-
 std::vector<Allocator> known_allocators() {
   // Debian 12 paths: libmimalloc2.0 installs libmimalloc.so.2 (-> .so.2.0),
   // libjemalloc2 installs libjemalloc.so.2, libtcmalloc-minimal4 (pulled in
@@ -54,9 +44,7 @@ std::vector<Allocator> known_allocators() {
   const std::string apt = "ebbrun --install, or apt-get install -y ";
   std::vector<Allocator> all = {
       {"glibc", "", {}, ""},
-      {"ebb", ebb_library_path(), {},
-       "build it: cmake --build build/release --target ebbmalloc, "
-       "or point EBBRUN_EBB_LIB at it"},
+      {"ebb", ebb_library_path(), {}, ebb_library_hint()},
       {"mimalloc", lib + "libmimalloc.so.2", {}, apt + "libmimalloc-dev"},
       {"jemalloc", lib + "libjemalloc.so.2", {}, apt + "libjemalloc-dev"},
       // jemalloc tuned to give memory back as eagerly as it can: a background

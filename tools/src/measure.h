@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include "locate.h"  // ebb_library_path(): where libebbmalloc.so is
 #include "svg_plot.h"
 
 namespace ebb::measure {
@@ -40,10 +41,6 @@ struct Allocator {
   // library exists and is readable.
   bool installed() const;
 };
-
-// Where libebbmalloc.so is: $EBBRUN_EBB_LIB if set and non-empty, else the
-// path compiled in from the build directory ebbrun was built in.
-std::string ebb_library_path();
 
 // All known allocators, in the default order:
 // glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc, and ebb-baseline

@@ -175,6 +175,17 @@ TEST(Registry, EbbLibraryCanBeOverridden) {
   EXPECT_NE(m::ebb_library_path(), "/tmp/some/libebbmalloc.so");
 }
 
+// The installed ebbrun joins its directory with a relative LIBDIR path.
+TEST(Locate, JoinsLexically) {
+  EXPECT_EQ(m::join_lexically("/usr/bin", "../lib/x86_64-linux-gnu/libebbmalloc.so.0"),
+            "/usr/lib/x86_64-linux-gnu/libebbmalloc.so.0");
+  EXPECT_EQ(m::join_lexically("/opt/e/bin", "../libexec/ebbmalloc/phase"), "/opt/e/libexec/ebbmalloc/phase");
+  EXPECT_EQ(m::join_lexically("/a/./b/", "./c//d"), "/a/b/c/d");
+  EXPECT_EQ(m::join_lexically("/bin", "../../x"), "/x");  // no higher than /
+  EXPECT_EQ(m::join_lexically("/usr/bin", "/abs/libebbmalloc.so.0"), "/abs/libebbmalloc.so.0");
+  EXPECT_EQ(m::join_lexically("/", ""), "/");
+}
+
 TEST(Status, DescribesExitsAndSignals) {
   EXPECT_EQ(m::describe_wait_status(0), "0");
   EXPECT_EQ(m::describe_wait_status(3 << 8), "exit 3");
