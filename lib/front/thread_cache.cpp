@@ -185,7 +185,11 @@ bool drain_other(ThreadCache* tc, uint64_t freed_at) {
     tc->mutex.unlock();
     return true;
   }
-  if (tc->busy.load(std::memory_order_relaxed)) {
+  // Acquire: reading the owner's last busy=0 (a release store at the end of
+  // each fast-path operation) orders everything that operation did before
+  // the drain (on x86 a plain load; it also lets ThreadSanitizer see the
+  // handover of the objects, which the membarrier hides from it).
+  if (tc->busy.load(std::memory_order_acquire)) {
     tc->drain_req.store(0, std::memory_order_relaxed);
     tc->mutex.unlock();
     return false;
