@@ -10,6 +10,7 @@
 #include "front/globals.h"
 #include "front/large.h"
 #include "front/thread_cache.h"
+#include "os/os.h"
 #include "ebbmalloc.h"
 
 namespace ebb {
@@ -76,8 +77,16 @@ using namespace ebb;
 // Runs before main() (and before constructors of libraries loaded later).
 // Thread creation waits for this point: pthread_create may allocate, and
 // inside the dynamic loader it is not safe.
+// EBBMALLOC_STATS at exit go to a copy of stderr taken now: some programs
+// close stderr before they exit (GNU coreutils' close_stdout does).
+static int g_stats_fd = 2;
+
 __attribute__((constructor(101))) static void ebb_constructor() {
   if (!ensure_init()) return;
+  if (g.opts.stats != StatsMode::kOff) {
+    const int fd = os::dup_fd(2);
+    if (fd >= 0) g_stats_fd = fd;
+  }
   fork_handlers_install();
   live_stats_start();
   g.reporter.allow_thread_start();
@@ -87,5 +96,5 @@ __attribute__((constructor(101))) static void ebb_constructor() {
 __attribute__((destructor)) static void ebb_destructor() {
   if (!initialized()) return;
   live_stats_stop();
-  if (g.opts.stats != StatsMode::kOff) ebb_print_stats(2, g.opts.stats == StatsMode::kJson);
+  if (g.opts.stats != StatsMode::kOff) ebb_print_stats(g_stats_fd, g.opts.stats == StatsMode::kJson);
 }

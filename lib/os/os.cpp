@@ -199,6 +199,11 @@ int unlink_path(const char* path) {
   return unlink(path) == 0 ? 0 : errno;
 }
 
+int dup_fd(int fd) {
+  ErrnoSaver keep;
+  return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
 void close_fd(int fd) {
   ErrnoSaver keep;
   close(fd);

@@ -67,6 +67,8 @@ int classify(int dirfd, const char* name);
 int unlink_at(int dirfd, const char* name);  // 0 or errno
 int unlink_path(const char* path);           // 0 or errno
 void close_fd(int fd);
+// A close-on-exec copy of fd (numbered 3 or more), or -1.
+int dup_fd(int fd);
 // Maps a file read/write and shared; nullptr on failure.
 void* map_file_shared(int fd, size_t size);
 // Reads directory entries (getdents64) into buf; bytes read, 0 at the end,
