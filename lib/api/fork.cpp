@@ -108,17 +108,20 @@ void postfork_parent() {
 void postfork_child() {
   switch (t_fork) {
     case ForkKind::kNone:
+      break;
     case ForkKind::kAlone:
+      live_stats_postfork_child();  // (a munmap: fine in a signal handler's fork)
       break;
     case ForkKind::kInterrupted:
+      live_stats_postfork_child();
       g.reporter.postfork_child_interrupted();
       break;
     case ForkKind::kLocked:
       // glibc's fork reset the stdio list lock in the child already.
       t_lock_depth &= ~kForkOwner;
       reset_all();
+      live_stats_postfork_child();  // first: without a publisher the child needs no thread yet
       g.reporter.postfork_child();
-      live_stats_postfork_child();
       break;
   }
   t_fork = ForkKind::kNone;

@@ -92,6 +92,7 @@ bool HeapRegion::init(size_t max_bytes, std::atomic<size_t>* extent) {
   const uint32_t pages = static_cast<uint32_t>(bytes >> kPageShift);
   const size_t zone = zone_bytes(pages);
   const uint64_t slots = (hi - lo) / zone;
+  if (slots == 0) return false;  // an address space too small for even the smallest heap
   const uint64_t first = entropy() % slots;
   for (uint64_t k = 0; k < slots && k < 16; ++k) {
     if (!place(lo + ((first + k) % slots) * zone, pages)) continue;

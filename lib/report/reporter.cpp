@@ -44,6 +44,9 @@ void Reporter::request_slow(uint32_t s) {
 
 void Reporter::start_thread() {
   if (!can_start_.load(std::memory_order_acquire)) return;
+  // Not from inside a fork's handlers (a prepare handler that allocates):
+  // the parent starts it afterwards.
+  if (t_lock_depth & kForkOwner) return;
   bool expected = false;
   if (!starting_.compare_exchange_strong(expected, true)) return;
   uint32_t s = kStart;
