@@ -1,5 +1,7 @@
 #include "api/malloc_api.h"
 
+#include <stdlib.h>
+
 #include "common/log.h"
 
 namespace ebb {
@@ -18,8 +20,53 @@ void* malloc_large_path(size_t size, size_t align, bool zero) {
   return p;
 }
 
-void free_outside_heap(void* p) {
-  if (!huge_free(p)) fatal_pointer("free(): invalid pointer", p, "not allocated by ebbmalloc");
+void free_outside_heap(void* p, Fn fn) {
+  if (!huge_free(p)) fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
+}
+
+unsigned aligned_class(size_t size, size_t align) {
+  if (!is_pow2(align)) align = align > (SIZE_MAX >> 1) + 1 ? 0 : size_t{1} << log2_ceil(align);
+  if (align <= kMinAlign) return size <= kSmallMax ? size_class(size) : 0;
+  if (size <= kSmallMax && align <= kSmallMax) {
+    unsigned c = size_class(size > align ? size : align);
+    while (c <= kNumClasses && class_info(c).size % align != 0) ++c;
+    if (c <= kNumClasses) return c;
+  }
+  return 0;
+}
+
+namespace {
+// What aligned_path or do_malloc asked large_alloc (or huge_alloc) for.
+size_t large_request(size_t size, size_t align) {
+  return align > kMinAlign && size <= kSmallMax ? kSmallMax + 1 : size;
+}
+}  // namespace
+
+void sized_free_other_class(void* p, unsigned cls, size_t size, size_t align, Fn fn) {
+  const SizeClass& sc = class_info(cls);
+  const unsigned below = cls > 1 ? cls - 1 : 0;
+  fatal_size_mismatch(fn, p, size, below ? class_info(below).size + 1 : 0, sc.size);
+  (void)align;
+}
+
+void sized_free_large(void* p, size_t size, size_t align, Fn fn) {
+  large_check_size(p, large_request(size, align), fn);
+  large_free(p, fn);
+}
+
+void sized_free_outside_heap(void* p, size_t size, size_t align, Fn fn) {
+  if (!huge_check_size(p, large_request(size, align), fn))
+    fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
+  free_outside_heap(p, fn);
+}
+
+void fatal_misaligned(void* p, size_t align, Fn fn) {
+  {
+    OutBuf out(2);
+    out.str("ebbmalloc: ").str(fn_invalid_pointer(fn)).str(" ").ptr(p).str(": not aligned to ").u64(align);
+    out.str(", the alignment it was allocated with (aborting)\n");
+  }
+  abort();
 }
 
 void* aligned_path(size_t align, size_t size) {
@@ -48,7 +95,10 @@ size_t usable_size(const void* p) {
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   if (off < g_fast.reserved) {
     const unsigned cls = g_fast.page_class[off >> kPageShift];
-    if (cls) return class_info(cls).size;
+    if (cls) {
+      check_small_live(p, cls, Fn::kUsableSize);
+      return class_info(cls).size;
+    }
     return large_usable(p);
   }
   if (!p) return 0;
@@ -60,7 +110,7 @@ size_t usable_size(const void* p) {
 void* realloc_impl(void* p, size_t size) {
   if (!p) return do_malloc(size);
   if (size == 0) {  // glibc frees and returns NULL
-    do_free(p);
+    do_free<Fn::kRealloc>(p);
     return nullptr;
   }
   if (size > PTRDIFF_MAX) {
@@ -72,9 +122,11 @@ void* realloc_impl(void* p, size_t size) {
   if (off < g_fast.reserved) {
     const unsigned cls = g_fast.page_class[off >> kPageShift];
     if (cls) {
+      check_small_live(p, cls, Fn::kRealloc);
       old = class_info(cls).size;
       if (size <= kSmallMax && size_class(size) == cls) return p;
     } else {
+      large_check_live(p, Fn::kRealloc);
       old = large_usable(p);
       if (size > kSmallMax && large_resize_in_place(p, size)) return p;
     }
@@ -90,7 +142,7 @@ void* realloc_impl(void* p, size_t size) {
   void* q = do_malloc(size);
   if (!q) return nullptr;  // p is left untouched, errno is ENOMEM
   memcpy(q, p, old < size ? old : size);
-  do_free(p);
+  do_free<Fn::kRealloc>(p);
   return q;
 }
 

@@ -2,6 +2,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "front/free_list.h"
 #include "front/globals.h"
 #include "os/os.h"
 
@@ -239,9 +240,24 @@ void unreport(CentralBin& bin, Slab* s, uint64_t pages) {
   bin.refaulted_pages += n;
 }
 
-// Bin lock held. Moves up to `want` free objects of `s` onto the chain at
-// `link`, preferring objects on resident pages; returns how many.
-unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned want, void**& link) {
+// A chain of objects being built for a thread cache: `first`, and the last
+// object so far (whose link is stored when the next one comes).
+struct Chain {
+  void* first = nullptr;
+  void* last = nullptr;
+};
+// Objects handed to a cache carry the free key like every object in a cache
+// (so a free of one the program never got is a double free).
+void chain_append(Chain& c, void* obj) {
+  if (c.last) link_store(c.last, obj);
+  else c.first = obj;
+  key_word(obj) = g_fast.free_key;
+  c.last = obj;
+}
+
+// Bin lock held. Moves up to `want` free objects of `s` onto the chain,
+// preferring objects on resident pages; returns how many.
+unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned want, Chain& link) {
   const uint32_t words = (sc.objects + 63) / 64;
   unsigned got = 0;
   if (!(s->rep_pages & object_pages(sc))) {
@@ -251,8 +267,7 @@ unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned wa
         const unsigned b = static_cast<unsigned>(__builtin_ctzll(bits));
         bits &= bits - 1;
         char* obj = s->start + (size_t{w} * 64 + b) * sc.size;
-        *link = obj;
-        link = reinterpret_cast<void**>(obj);
+        chain_append(link, obj);
         ++got;
       }
       s->bits[w] = bits;
@@ -273,8 +288,7 @@ unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned wa
           }
           s->bits[w] &= ~(uint64_t{1} << b);
           char* obj = s->start + i * sc.size;
-          *link = obj;
-          link = reinterpret_cast<void**>(obj);
+          chain_append(link, obj);
           ++got;
         }
       }
@@ -407,7 +421,8 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
 bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
   bool dirtied = false;
   for (unsigned i = 0; i < n && head; ++i) {
-    void* next = *static_cast<void**>(head);
+    if (!valid_free_object(head, cls)) fatal_corrupt_list(Fn::kFree, head, "a batch of free objects");
+    void* next = link_load(head);
     dirtied |= free_object(bin, cls, head, stamp);
     head = next;
   }
@@ -572,8 +587,7 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
     return b.count;
   }
   unsigned got = 0;
-  void* first = nullptr;
-  void** link = &first;
+  Chain link;
   while (got < want) {
     Slab* s = bin.partial;
     if (!s && !(s = new_slab(bin, cls))) break;
@@ -586,8 +600,8 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
       partial_push_warm(bin, s);
     }
   }
-  *link = nullptr;
-  *head = first;
+  if (link.last) link_store(link.last, nullptr);
+  *head = link.first;
   check_bin_if_enabled(bin, cls);
   return got;
 }
@@ -633,6 +647,28 @@ void central_free_one(unsigned cls, void* p) {
     check_bin_if_enabled(bin, cls);
   }
   if (dirtied) g.reporter.request();
+}
+
+const char* central_find_free(unsigned cls, const void* p) {
+  const SizeClass& sc = class_info(cls);
+  CentralBin& bin = g.bins[cls];
+  LockGuard bl(bin.lock);
+  for (unsigned t = 0; t < bin.ntransfer; ++t) {
+    const void* x = bin.transfer[t].head;
+    for (uint32_t i = 0; i < bin.transfer[t].count; ++i) {
+      if (!valid_free_object(x, cls)) fatal_corrupt_list(Fn::kFree, x, "a transfer batch");
+      if (x == p) return "the object is already free (in a transfer batch)";
+      x = link_load(x);
+    }
+  }
+  const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if (d.kind != PageKind::kSlab || !d.slab || d.slab->cls != cls) return nullptr;
+  const Slab* s = d.slab;
+  const uint64_t i = static_cast<uint64_t>(static_cast<const char*>(p) - s->start) / sc.size;
+  if (i >= sc.objects) return nullptr;
+  if ((s->bits[i >> 6] >> (i & 63)) & 1) return "the object is already free (in its slab)";
+  if (s->iso_pages & pages_of_object(sc, i)) return "the object is already free (in its slab, being given back)";
+  return nullptr;
 }
 
 uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released) {

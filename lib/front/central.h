@@ -69,11 +69,12 @@ struct alignas(64) CentralBin {
   uint64_t refaulted_pages = 0;  // reported pages handed out again
 };
 
-// Takes up to `want` objects of class `cls`, linked through their first word;
-// returns how many (0 only when memory is exhausted).
+// Takes up to `want` objects of class `cls`, linked through their first word
+// (encoded, front/free_list.h) and carrying the free key; returns how many
+// (0 only when memory is exhausted).
 unsigned central_alloc_batch(unsigned cls, unsigned want, void** head);
-// Returns `n` objects linked through their first word, ending at nullptr
-// after n. Aborts on a pointer that is not a live object of this class.
+// Returns `n` objects linked through their first word (encoded), ending at
+// nullptr after n. Aborts on a pointer that is not a live object of this class.
 // `freed_at` (0: now) is when the objects were freed, for the pages' stamps:
 // a drained idle cache passes the time it went idle.
 void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0);
@@ -83,6 +84,10 @@ void central_transfer_batch(unsigned cls, void* head, unsigned n);
 // Single-object variants for threads without a cache.
 void* central_alloc_one(unsigned cls);
 void central_free_one(unsigned cls, void* p);
+
+// Whether the small object p of class cls is free in a transfer batch or in
+// its slab: a description of where, or nullptr (takes the bin's lock).
+const char* central_find_free(unsigned cls, const void* p);
 
 // The reporter's slab hook (see Reporter::SlabHook).
 uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released);

@@ -12,11 +12,14 @@
 
 namespace ebb {
 
-// What free()'s fast path reads, on one cache line of its own.
+// What the malloc/free fast paths read, on one cache line of its own.
 struct alignas(64) FastGlobals {
   uintptr_t base = 0;       // heap start (0 until initialised)
   size_t reserved = 0;      // heap size: (p - base) < reserved <=> p in the heap
   uint8_t* page_class = nullptr;
+  // Per-process secrets (front/harden.h), random at start-up:
+  uint64_t free_key = 0;     // word 1 of every small object in a thread cache or transfer batch
+  uint64_t link_secret = 0;  // free-list links are stored as next ^ slot ^ link_secret
 };
 
 struct Globals {

@@ -33,6 +33,7 @@ void* large_alloc(size_t size, size_t align, bool zero) {
     PageDesc* d = g.heap.region().descs();
     d[run.idx].kind = PageKind::kLargeHead;
     d[run.idx].npages = run.npages;
+    d[run.idx].flags = 0;
     // Interior pages are not marked: only heads are read (an interior
     // pointer finds no large head and is refused).
     debug_check_heap_locked();
@@ -57,9 +58,11 @@ namespace {
 PageDesc& large_head(const void* p, const char* what) {
   const uint32_t idx = g.heap.region().page_index(p);
   PageDesc& d = g.heap.region().descs()[idx];
-  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || d.kind != PageKind::kLargeHead) {
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || d.kind != PageKind::kLargeHead ||
+      (d.flags & kPageCached)) {
     g.heap.lock().unlock();
-    if (d.kind == PageKind::kFreeHead || d.kind == PageKind::kFreeTail || d.kind == PageKind::kIsolated)
+    if (d.kind == PageKind::kFreeHead || d.kind == PageKind::kFreeTail || d.kind == PageKind::kIsolated ||
+        (d.kind == PageKind::kLargeHead && (d.flags & kPageCached)))
       fatal_pointer(what, p, "double free or pointer to free memory");
     fatal_pointer(what, p, "not a block allocated by ebbmalloc");
   }
@@ -67,23 +70,50 @@ PageDesc& large_head(const void* p, const char* what) {
 }
 }  // namespace
 
-void large_free(void* p) {
+void large_free(void* p, Fn fn) {
   // A valid free owns the block, so its descriptor can be read without the
   // heap lock; anything unexpected takes the checked path below.
   const PageDesc& peek = g.heap.region().descs()[g.heap.region().page_index(p)];
-  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead &&
-      thread_large_put(p, peek.npages))
-    return;
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead) {
+    // In some thread's large-block cache: freed already.
+    if (peek.flags & kPageCached) fatal_misuse(fn, "double free of", p, "the block is already free (in a thread's large-block cache)");
+    if (thread_large_put(p, peek.npages)) return;
+  }
   {
     LockGuard h(g.heap.lock());
-    PageDesc& d = large_head(p, "free(): invalid pointer");
+    PageDesc& d = large_head(p, fn_invalid_pointer(fn));
     g.heap.free_pages(g.heap.region().page_index(p), d.npages);
     debug_check_heap_locked();
   }
   g.reporter.maybe_start_thread();
 }
 
+void large_check_live(const void* p, Fn fn) {
+  const PageDesc& peek = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead &&
+      !(peek.flags & kPageCached))
+    return;
+  LockGuard h(g.heap.lock());
+  large_head(p, fn_invalid_pointer(fn));
+}
+
+void large_set_cached(void* p, bool cached) {
+  PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  d.flags = static_cast<uint8_t>(cached ? d.flags | kPageCached : d.flags & ~kPageCached);
+}
+
+void large_check_size(const void* p, size_t size, Fn fn) {
+  // The caller owns the block: its descriptor can be read without the lock
+  // (a block that is not live is refused by the free that follows).
+  const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if (d.kind != PageKind::kLargeHead || (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0) return;
+  const uint64_t want = size ? (uint64_t{size} + kPageSize - 1) >> kPageShift : 1;
+  if (d.npages < want || d.npages - want > want / 8)
+    fatal_size_mismatch(fn, p, size, (uint64_t{d.npages} << kPageShift) - kPageSize + 1, uint64_t{d.npages} << kPageShift);
+}
+
 void large_release(void* p, uint32_t npages, uint64_t freed_at) {
+  large_set_cached(p, false);
   {
     LockGuard h(g.heap.lock());
     g.heap.free_pages(g.heap.region().page_index(p), npages, false, freed_at);
@@ -211,6 +241,19 @@ bool huge_free(void* p) {
     table_erase(i);
   }
   os::unmap(p, size);
+  return true;
+}
+
+bool huge_check_size(const void* p, size_t size, Fn fn) {
+  LockGuard h(g_huge_lock);
+  const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+  if (i == g_cap) return false;
+  const size_t want = align_up(size ? size : 1, kPageSize);
+  if (want != g_slots[i].size || want < size) {
+    const size_t have = g_slots[i].size;
+    g_huge_lock.unlock();
+    fatal_size_mismatch(fn, p, size, have - kPageSize + 1, have);
+  }
   return true;
 }
 

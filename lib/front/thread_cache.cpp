@@ -1,5 +1,6 @@
 #include "front/thread_cache.h"
 
+#include <errno.h>
 #include <pthread.h>
 
 #include "common/check.h"
@@ -27,6 +28,10 @@ constinit MetaPool<ThreadCache> g_cache_pool;
 pthread_key_t g_key;
 constinit bool g_key_ok = false;
 
+// A list's capacity, and its length.
+uint32_t bin_max(unsigned cls) { return class_info(cls).cache_max; }
+uint32_t bin_count(const Bin& b, unsigned cls) { return bin_max(cls) - b.room; }
+
 void registry_link(ThreadCache* tc) {
   LockGuard r(g_registry_lock);
   tc->reg_prev = nullptr;
@@ -46,18 +51,43 @@ void registry_unlink(ThreadCache* tc) {
 // The cache's mutex held (or the cache otherwise exclusive). Returns all but
 // `keep` objects of a bin to the central bin; `freed_at` as in
 // central_free_batch; `transfer`: an overflow, offered to the transfer cache.
+// Every link walked is checked (a write after free would otherwise hand a
+// wild pointer to the slabs).
 void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0, bool transfer = false) {
   Bin& b = tc->bins[cls];
-  if (b.count <= keep) return;
-  const uint32_t n = b.count - keep;
+  const uint32_t count = bin_count(b, cls);
+  if (count <= keep) return;
+  const uint32_t n = count - keep;
   void* head = b.head;
   void* last = head;
-  for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
-  b.head = *static_cast<void**>(last);
-  b.count = keep;
-  *static_cast<void**>(last) = nullptr;  // the batch ends here (a transfer batch is a cache's bin later)
+  if (!valid_free_object(last, cls)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
+  for (uint32_t i = 1; i < n; ++i) {
+    last = link_load(last);
+    if (!valid_free_object(last, cls)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
+  }
+  b.head = link_load(last);
+  b.room = bin_max(cls) - keep;
+  link_store(last, nullptr);  // the batch ends here (a transfer batch is a cache's bin later)
   if (transfer) central_transfer_batch(cls, head, n);
   else central_free_batch(cls, head, n, freed_at);
+}
+
+// The bin holds p (its `count` objects are walked, each checked).
+bool bin_contains(const Bin& b, const void* p, unsigned cls) {
+  const void* x = b.head;
+  for (uint32_t i = 0, n = bin_count(b, cls); i < n; ++i) {
+    if (!valid_free_object(x, cls)) fatal_corrupt_list(Fn::kFree, x, "a thread cache's list");
+    if (x == p) return true;
+    x = link_load(x);
+  }
+  return false;
+}
+
+// The descriptor flag that marks a large block as held by a cache (large.cpp
+// has the same, for its own callers; inline here, where it is hot).
+EBB_INLINE void mark_cached(void* p, bool cached) {
+  PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  d.flags = static_cast<uint8_t>(cached ? d.flags | kPageCached : d.flags & ~kPageCached);
 }
 
 // The cache's mutex held. Removes large slot i.
@@ -87,8 +117,11 @@ void bump_epoch(ThreadCache* tc, bool stamp = true) {
 
 uint64_t cache_bytes(const ThreadCache* tc) {
   uint64_t bytes = uint64_t{__atomic_load_n(&tc->large_pages, __ATOMIC_RELAXED)} << kPageShift;
-  for (unsigned c = 1; c <= kNumClasses; ++c)
-    bytes += uint64_t{__atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED)} * class_info(c).size;
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    const uint32_t room = __atomic_load_n(&tc->bins[c].room, __ATOMIC_RELAXED);
+    const uint32_t max = bin_max(c);
+    bytes += uint64_t{max > room ? max - room : 0u} * class_info(c).size;
+  }
   return bytes;
 }
 
@@ -117,7 +150,7 @@ ThreadCache* thread_init() {
     t_state = ThreadState::kNone;
     return nullptr;
   }
-  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].max = class_info(c).cache_max;
+  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].room = bin_max(c);
   registry_link(tc);
   // Registers the exit destructor; for early keys this never allocates,
   // and if it does the allocation is served uncached (kSetup).
@@ -169,26 +202,36 @@ void thread_cache_global_init() {
   os::membarrier_available();
 }
 
-void* malloc_small_slow(unsigned cls) {
+namespace {
+void* malloc_small_slow_impl(size_t size, unsigned cls) {
+  (void)size;
   ThreadCache* tc = my_cache();
   if (!tc) {
     if (!ensure_init()) return nullptr;
-    return central_alloc_one(cls);
+    void* p = central_alloc_one(cls);
+    if (p) key_word(p) = 0;
+    return p;
   }
   void* p = nullptr;
   {
     LockGuard m(tc->mutex);  // waits for a drain in progress
     Bin& b = tc->bins[cls];
+    // The fast path comes here with an empty list, or with a head that is
+    // not in the heap: a link overwritten while its object was free.
+    if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "this thread's cache");
     if (!b.head) {
       // A refill takes what an overflow flushes (max - max/2), so batches
       // pass whole through the transfer cache.
-      const unsigned want = b.max - b.max / 2;
-      b.count = central_alloc_batch(cls, want, &b.head);
+      const unsigned max = bin_max(cls);
+      const unsigned want = max - max / 2;
+      b.room = max - central_alloc_batch(cls, want, &b.head);
+      if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "a transfer batch");
     }
     if (b.head) {
       p = b.head;
-      b.head = *static_cast<void**>(p);
-      b.count--;
+      b.head = link_load(p);
+      key_word(p) = 0;
+      b.room++;
     }
     bump_epoch(tc);
   }
@@ -196,25 +239,87 @@ void* malloc_small_slow(unsigned cls) {
   g.reporter.maybe_start_thread();
   return p;
 }
+}  // namespace
 
-void free_small_slow(void* p, unsigned cls) {
+void* malloc_small_slow(size_t size) {
+  void* p = malloc_small_slow_impl(size, size_class(size));
+  if (EBB_UNLIKELY(!p)) errno = ENOMEM;
+  return p;
+}
+
+// Where the small object p of class cls is free, if anywhere: a thread's
+// cache, a transfer batch or its slab (nullptr: it is live). Called when
+// p's word 1 holds the free key, with no allocator lock held. The calling
+// thread's own list is walked first (the usual double frees, immediate or
+// interleaved, are found there without disturbing other threads); then
+// everything at once: the registry lock, every cache's mutex, other threads
+// stopped at their next fast-path call the way an idle-cache drain stops
+// them (drain_req + membarrier, then waiting for `busy` to drop), and the
+// bin's lock for its transfer batches and the slab's bitmap.
+const char* find_free_small(const void* p, unsigned cls) {
+  ThreadCache* mine = t_cache == &g_empty_cache ? nullptr : t_cache;
+  if (mine) {
+    LockGuard m(mine->mutex);
+    if (bin_contains(mine->bins[cls], p, cls)) return "the object is already free (in this thread's cache)";
+  }
+  LockGuard r(g_registry_lock);
+  bool stopped = os::membarrier_available();
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    tc->mutex.lock();
+    if (tc != mine && stopped) tc->drain_req.store(1, std::memory_order_relaxed);
+  }
+  if (stopped) stopped = os::membarrier();
+  const char* where = nullptr;
+  for (ThreadCache* tc = g_registry; tc && !where; tc = tc->reg_next) {
+    if (tc != mine) {
+      // Without membarrier another thread's list cannot be read safely: its
+      // objects are then found only when they reach their slab.
+      if (!stopped) continue;
+      while (tc->busy.load(std::memory_order_acquire)) __builtin_ia32_pause();
+    }
+    if (bin_contains(tc->bins[cls], p, cls))
+      where = tc == mine ? "the object is already free (in this thread's cache)"
+                         : "the object is already free (in another thread's cache)";
+  }
+  if (!where) where = central_find_free(cls, p);
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    if (tc != mine) tc->drain_req.store(0, std::memory_order_release);
+    tc->mutex.unlock();
+  }
+  return where;
+}
+
+void free_small_slow(void* p, Fn fn, size_t size) {
+  (void)size;
+  const unsigned cls = page_class_of(p);
+  // Before anything changes: a double free aborts here.
+  if (has_free_key(p)) {
+    if (const char* where = find_free_small(p, cls)) fatal_misuse(fn, "double free of", p, where);
+  }
   ThreadCache* tc = my_cache();
   if (!tc) {
-    central_free_one(cls, p);
+    central_free_one(cls, p);  // its slab's bitmap catches a double free
     return;
   }
   {
     LockGuard m(tc->mutex);
     Bin& b = tc->bins[cls];
-    if (b.head == p) fatal_pointer("free(): double free of", p, "the object is already free");
-    if (b.count >= b.max) flush_bin(tc, cls, b.max / 2, 0, /*transfer=*/true);
-    *static_cast<void**>(p) = b.head;
+    if (b.room == 0) flush_bin(tc, cls, bin_max(cls) / 2, 0, /*transfer=*/true);
+    link_store(p, b.head);
+    key_word(p) = g_fast.free_key;
     b.head = p;
-    b.count++;
+    b.room--;
     bump_epoch(tc);
   }
   g.reporter.note_activity();
   g.reporter.maybe_start_thread();
+}
+
+void check_small_live(const void* p, unsigned cls, Fn fn) {
+  if (!object_start(p, cls)) fatal_not_object_start(fn, p);
+  if (has_free_key(p)) {
+    if (const char* where = find_free_small(p, cls)) fatal_misuse(fn, "pointer to freed memory", p, where);
+  }
 }
 
 void* thread_large_take(uint32_t npages) {
@@ -226,7 +331,9 @@ void* thread_large_take(uint32_t npages) {
     const uint32_t n = tc->large[i].npages;
     if (n >= npages && n - npages <= npages / 8) {
       bump_epoch(tc, false);
-      return large_remove(tc, i).p;
+      void* p = large_remove(tc, i).p;
+      mark_cached(p, false);
+      return p;
     }
   }
   return nullptr;
@@ -238,8 +345,11 @@ bool thread_large_put(void* p, uint32_t npages) {
   if (!tc) return false;
   {
     LockGuard m(tc->mutex);
+    // (A block in any thread's cache is marked in its descriptor, which
+    // large_free checked; this catches what slipped past a racy look.)
     for (unsigned i = 0; i < tc->large_count; ++i)
       if (tc->large[i].p == p) fatal_pointer("free(): double free of", p, "the block is already free");
+    mark_cached(p, true);
     // Make room: the oldest blocks go back to the heap.
     while (tc->large_count == kLargeSlots || (tc->large_count && tc->large_pages + npages > kLargeCacheCapPages)) {
       const LargeSlot s = large_remove(tc, 0);

@@ -32,8 +32,12 @@ struct PageDesc {
   uint32_t npages;  // large head: pages in use
   uint8_t order;    // free / isolated head: buddy order
   PageKind kind;
-  uint8_t pad_[6];  // (whether a page is resident: HeapRegion::reported())
+  uint8_t flags;    // large head: kPageCached | kPageGuard*
+  uint8_t pad_[5];  // (whether a page is resident: HeapRegion::reported())
 };
+// A large block freed into a thread's large-block cache (so a second free,
+// from any thread, is a double free).
+constexpr uint8_t kPageCached = 1;
 static_assert(sizeof(PageDesc) == 32, "descriptors are kept at 32 bytes");
 
 }  // namespace ebb
