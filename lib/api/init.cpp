@@ -66,7 +66,7 @@ bool do_init() {
   g.reporter.set_cache_hook(&drain_idle_caches);
   g.reporter.set_slab_hook(&central_report_cold);
   thread_cache_global_init();
-  free_list_init_secrets();
+  security_init();
   g_fast.page_class = g.heap.region().page_class();
   g_fast.reserved = g.heap.region().reserved_bytes();
   g_fast.base = reinterpret_cast<uintptr_t>(g.heap.region().base());

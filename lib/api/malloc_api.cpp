@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "common/log.h"
+#include "front/harden.h"
 
 namespace ebb {
 
@@ -15,13 +16,14 @@ void* malloc_large_path(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return nullptr;
   }
-  void* p = large_alloc(size, align, zero);
+  void* p = g.opts.harden ? harden_malloc_large(size, align, zero) : large_alloc(size, align, zero);
   if (!p) errno = ENOMEM;
   return p;
 }
 
 void free_outside_heap(void* p, Fn fn) {
-  if (!huge_free(p)) fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
+  if (g.opts.harden && harden_free_outside(p, fn, ~size_t{0})) return;
+  if (!huge_free(p, fn)) fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
 }
 
 unsigned aligned_class(size_t size, size_t align) {
@@ -43,6 +45,12 @@ size_t large_request(size_t size, size_t align) {
 }  // namespace
 
 void sized_free_other_class(void* p, unsigned cls, size_t size, size_t align, Fn fn) {
+  if (g.opts.harden) {
+    // Its blocks are in the class of size + 8: the exact size is checked.
+    if (align > kMinAlign && (reinterpret_cast<uintptr_t>(p) & (align - 1))) fatal_misaligned(p, align, fn);
+    harden_free_small(p, fn, size);
+    return;
+  }
   const SizeClass& sc = class_info(cls);
   const unsigned below = cls > 1 ? cls - 1 : 0;
   fatal_size_mismatch(fn, p, size, below ? class_info(below).size + 1 : 0, sc.size);
@@ -50,11 +58,25 @@ void sized_free_other_class(void* p, unsigned cls, size_t size, size_t align, Fn
 }
 
 void sized_free_large(void* p, size_t size, size_t align, Fn fn) {
+  if (g.opts.harden) {
+    const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+    if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && d.kind == PageKind::kLargeHead && d.flags) {
+      harden_free_large(p, fn, size);  // the exact size
+      return;
+    }
+    large_free(p, fn);  // not a live hardened block: this says what it is
+    return;
+  }
   large_check_size(p, large_request(size, align), fn);
   large_free(p, fn);
 }
 
 void sized_free_outside_heap(void* p, size_t size, size_t align, Fn fn) {
+  if (g.opts.harden) {
+    if (harden_free_outside(p, fn, size)) return;
+    if (!huge_free(p, fn, size)) fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
+    return;
+  }
   if (!huge_check_size(p, large_request(size, align), fn))
     fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
   free_outside_heap(p, fn);
@@ -71,6 +93,7 @@ void fatal_misaligned(void* p, size_t align, Fn fn) {
 
 void* aligned_path(size_t align, size_t size) {
   // Precondition: align is a power of two.
+  if (EBB_UNLIKELY(g.opts.harden)) return harden_aligned(align, size);
   if (align <= kMinAlign) return do_malloc(size);
   if (size > PTRDIFF_MAX) {
     errno = ENOMEM;
@@ -92,6 +115,7 @@ void* aligned_path(size_t align, size_t size) {
 }
 
 size_t usable_size(const void* p) {
+  if (EBB_UNLIKELY(g.opts.harden)) return harden_usable(p);
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   if (off < g_fast.reserved) {
     const unsigned cls = g_fast.page_class[off >> kPageShift];
@@ -108,6 +132,7 @@ size_t usable_size(const void* p) {
 }
 
 void* realloc_impl(void* p, size_t size) {
+  if (EBB_UNLIKELY(g.opts.harden)) return harden_realloc(p, size);
   if (!p) return do_malloc(size);
   if (size == 0) {  // glibc frees and returns NULL
     do_free<Fn::kRealloc>(p);

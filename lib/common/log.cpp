@@ -128,6 +128,7 @@ const char* fn_name(Fn fn) {
     case Fn::kRealloc: return "realloc";
     case Fn::kUsableSize: return "malloc_usable_size";
     case Fn::kMalloc: return "malloc";
+    case Fn::kNone: return "ebbmalloc";
   }
   return "?";
 }
@@ -141,6 +142,7 @@ const char* fn_invalid_pointer(Fn fn) {
     case Fn::kRealloc: return "realloc(): invalid pointer";
     case Fn::kUsableSize: return "malloc_usable_size(): invalid pointer";
     case Fn::kMalloc: return "malloc(): invalid pointer";
+    case Fn::kNone: return "invalid pointer";
   }
   return "invalid pointer";
 }

@@ -58,6 +58,7 @@ class CheckErrors {
 // The API function a misuse was detected in, for the message.
 enum class Fn : uint8_t {
   kFree, kDelete, kFreeSized, kFreeAlignedSized, kRealloc, kUsableSize, kMalloc,
+  kNone,  // found outside any call (the reporter thread)
 };
 const char* fn_name(Fn fn);
 // "<fn>(): invalid pointer", for fatal_pointer's `what`.

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "common/lock.h"
+#include "common/log.h"
 #include "front/size_classes.h"
 
 namespace ebb {
@@ -53,8 +54,12 @@ struct TransferBatch {
 };
 constexpr unsigned kTransferSlots = 8;
 
+struct Quarantine;
+
 struct alignas(64) CentralBin {
   Mutex lock;
+  Quarantine* quarantine = nullptr;  // hardened mode: freed objects waiting (lazily mapped)
+  uint64_t rng = 0;                  // hardened mode: random slot choice
   TransferBatch transfer[kTransferSlots] = {};  // a stack, newest last
   uint32_t ntransfer = 0;
   uint64_t transfer_objects = 0;
@@ -88,6 +93,22 @@ void central_free_one(unsigned cls, void* p);
 // Whether the small object p of class cls is free in a transfer batch or in
 // its slab: a description of where, or nullptr (takes the bin's lock).
 const char* central_find_free(unsigned cls, const void* p);
+
+// ---- the hardened mode (front/harden.h) ----
+// One object of class `cls` from a random free slot of the first partial
+// slab (objects on resident pages first), its memory verified to hold zeros
+// (a freed object is zeroed; a write after free aborts). nullptr when memory
+// is exhausted.
+void* central_alloc_hardened(unsigned cls);
+// Frees p into the bin's quarantine after checking it is an allocated object
+// (not free in its slab or quarantined: double free), calling `check` (the
+// canary and size checks, which abort) and zeroing it. The oldest object
+// leaves the quarantine for its slab when the quarantine is full (checked
+// to be still zero). `check` runs under the bin lock, before any change.
+void central_free_hardened(unsigned cls, void* p, Fn fn, void (*check)(void* p, unsigned cls, Fn fn, size_t size),
+                           size_t size);
+// The object is live (not free or quarantined); aborts otherwise.
+void central_check_live_hardened(unsigned cls, const void* p, Fn fn);
 
 // The reporter's slab hook (see Reporter::SlabHook).
 uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released);

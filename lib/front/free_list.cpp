@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "common/log.h"
+#include "front/harden.h"
 #include "os/os.h"
 
 namespace ebb {
@@ -37,7 +38,7 @@ void fatal_not_object_start(Fn fn, const void* p) {
   abort();
 }
 
-void free_list_init_secrets() {
+void security_init() {
   // Distinct, and never 0 (a zeroed word, the most common value, must not
   // look free).
   uint64_t key = 0, secret = 0;
@@ -45,6 +46,7 @@ void free_list_init_secrets() {
   while (secret == 0 || secret == key) secret = os::random_u64();
   g_fast.free_key = key;
   g_fast.link_secret = secret;
+  if (g.opts.harden) harden_init();
 }
 
 }  // namespace ebb

@@ -116,8 +116,9 @@ EBB_INLINE bool valid_free_object(const void* p, unsigned cls) {
 // unaligned, inside an object, or past the last object.
 [[noreturn]] void fatal_not_object_start(Fn fn, const void* p);
 
-// Draws the per-process secrets (free_key, link_secret) into g_fast; once,
-// at initialisation, before the heap is published.
-void free_list_init_secrets();
+// Draws the per-process secrets (free_key, link_secret) into g_fast and sets
+// up the hardened mode if it is on; once, at initialisation, before the heap
+// is published.
+void security_init();
 
 }  // namespace ebb

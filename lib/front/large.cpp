@@ -6,6 +6,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "front/globals.h"
+#include "front/harden.h"
 #include "front/thread_cache.h"
 #include "os/os.h"
 
@@ -59,10 +60,12 @@ PageDesc& large_head(const void* p, const char* what) {
   const uint32_t idx = g.heap.region().page_index(p);
   PageDesc& d = g.heap.region().descs()[idx];
   if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || d.kind != PageKind::kLargeHead ||
-      (d.flags & kPageCached)) {
+      (d.flags & kPageNotLive)) {
     g.heap.lock().unlock();
+    // (A page of the large path with kind kSlab belonged to a slab that went
+    // back to the heap: its page-class entry is 0.)
     if (d.kind == PageKind::kFreeHead || d.kind == PageKind::kFreeTail || d.kind == PageKind::kIsolated ||
-        (d.kind == PageKind::kLargeHead && (d.flags & kPageCached)))
+        d.kind == PageKind::kSlab || (d.kind == PageKind::kLargeHead && (d.flags & (kPageCached | kPageQuarantined))))
       fatal_pointer(what, p, "double free or pointer to free memory");
     fatal_pointer(what, p, "not a block allocated by ebbmalloc");
   }
@@ -75,8 +78,14 @@ void large_free(void* p, Fn fn) {
   // heap lock; anything unexpected takes the checked path below.
   const PageDesc& peek = g.heap.region().descs()[g.heap.region().page_index(p)];
   if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead) {
-    // In some thread's large-block cache: freed already.
-    if (peek.flags & kPageCached) fatal_misuse(fn, "double free of", p, "the block is already free (in a thread's large-block cache)");
+    if (peek.flags) {
+      // In some thread's large-block cache: freed already.
+      if (peek.flags & kPageCached)
+        fatal_misuse(fn, "double free of", p, "the block is already free (in a thread's large-block cache)");
+      // The hardened mode's blocks, guard pages and quarantine.
+      harden_free_large(p, fn, ~size_t{0});
+      return;
+    }
     if (thread_large_put(p, peek.npages)) return;
   }
   {
@@ -152,6 +161,11 @@ namespace {
 struct HugeSlot {
   uintptr_t addr;  // 0 = empty
   size_t size;
+  // The hardened mode's guard pages around the mapping (0 otherwise) and
+  // the requested size.
+  uint32_t lead;
+  uint32_t trail;
+  size_t req;
 };
 
 constinit Mutex g_huge_lock;
@@ -206,11 +220,11 @@ void table_erase(size_t i) {
   }
 }
 
-bool table_insert(uintptr_t a, size_t size) {
+bool table_insert(uintptr_t a, size_t size, uint32_t lead = 0, uint32_t trail = 0, size_t req = 0) {
   if ((g_count + 1) * 2 > g_cap && !table_grow()) return false;
   size_t j = slot_of(a);
   while (g_slots[j].addr) j = (j + 1) & (g_cap - 1);
-  g_slots[j] = HugeSlot{a, size};
+  g_slots[j] = HugeSlot{a, size, lead, trail, req};
   g_count++;
   g_huge_bytes += size;
   return true;
@@ -231,17 +245,51 @@ void* huge_alloc(size_t size, size_t align) {
   return p;
 }
 
-bool huge_free(void* p) {
-  size_t size;
+void* huge_alloc_guarded(size_t size, size_t align) {
+  const size_t map_size = align_up(size ? size : 1, kPageSize);
+  if (map_size < size || map_size > SIZE_MAX - 2 * kPageSize) return nullptr;
+  // A guard page before the block (unless that would break its alignment)
+  // and one after it.
+  const uint32_t lead = align <= kPageSize ? kPageSize : 0;
+  const uint32_t trail = kPageSize;
+  char* base = static_cast<char*>(os::map_aligned(lead + map_size + trail, align < kPageSize ? kPageSize : align));
+  if (!base) return nullptr;
+  char* p = base + lead;
+  if (lead) os::protect(base, lead, false);
+  os::protect(p + map_size, trail, false);
+  harden_write_canary(p, size, map_size);
+  LockGuard h(g_huge_lock);
+  if (!table_insert(reinterpret_cast<uintptr_t>(p), map_size, lead, trail, size)) {
+    os::unmap(base, lead + map_size + trail);
+    return nullptr;
+  }
+  return p;
+}
+
+bool huge_free(void* p, Fn fn, size_t size) {
+  HugeSlot slot;
   {
     LockGuard h(g_huge_lock);
     const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
     if (i == g_cap) return false;
-    size = g_slots[i].size;
+    slot = g_slots[i];
+    if (slot.lead || slot.trail) {
+      // Hardened: the canary after the requested size, the exact size.
+      harden_check_canary(p, slot.req, slot.size, fn);
+      if (size != ~size_t{0} && size != slot.req) fatal_size_mismatch(fn, p, size, slot.req, slot.req);
+    }
     table_erase(i);
   }
-  os::unmap(p, size);
+  os::unmap(static_cast<char*>(p) - slot.lead, slot.lead + slot.size + slot.trail);
   return true;
+}
+
+size_t huge_requested(const void* p) {
+  LockGuard h(g_huge_lock);
+  const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+  if (i == g_cap) return 0;
+  if (g_slots[i].lead || g_slots[i].trail) harden_check_canary(p, g_slots[i].req, g_slots[i].size, Fn::kUsableSize);
+  return g_slots[i].req ? g_slots[i].req : ~size_t{0};  // (~0: a zero-byte request)
 }
 
 bool huge_check_size(const void* p, size_t size, Fn fn) {

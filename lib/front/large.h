@@ -32,8 +32,14 @@ void large_release(void* p, uint32_t npages, uint64_t freed_at = 0);
 bool large_resize_in_place(void* p, size_t new_size);
 
 void* huge_alloc(size_t size, size_t align);
-// Returns false if p is not a live huge block.
-bool huge_free(void* p);
+// Returns false if p is not a live huge block. A hardened block's canary
+// and (if `size` is not ~0) requested size are checked first.
+bool huge_free(void* p, Fn fn = Fn::kFree, size_t size = ~size_t{0});
+// The hardened mode: a huge block with guard pages and a canary.
+void* huge_alloc_guarded(size_t size, size_t align);
+// A hardened huge block's requested size (canary checked), ~0 for a
+// zero-byte request; 0 if p is not a live huge block.
+size_t huge_requested(const void* p);
 // Sized frees of huge blocks (see large_check_size). False if p is not a
 // live huge block.
 bool huge_check_size(const void* p, size_t size, Fn fn);

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "front/central.h"
 #include "front/globals.h"
+#include "front/harden.h"
 #include "front/large.h"
 #include "front/meta_pool.h"
 #include "os/os.h"
@@ -29,7 +30,9 @@ pthread_key_t g_key;
 constinit bool g_key_ok = false;
 
 // A list's capacity, and its length.
-uint32_t bin_max(unsigned cls) { return class_info(cls).cache_max; }
+// The hardened mode keeps nothing in thread caches: its checks are all on
+// the slow paths (front/harden.h).
+uint32_t bin_max(unsigned cls) { return g.opts.harden ? 0 : class_info(cls).cache_max; }
 uint32_t bin_count(const Bin& b, unsigned cls) { return bin_max(cls) - b.room; }
 
 void registry_link(ThreadCache* tc) {
@@ -242,6 +245,11 @@ void* malloc_small_slow_impl(size_t size, unsigned cls) {
 }  // namespace
 
 void* malloc_small_slow(size_t size) {
+  if (EBB_UNLIKELY(!ensure_init())) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (g.opts.harden) return harden_malloc(size);
   void* p = malloc_small_slow_impl(size, size_class(size));
   if (EBB_UNLIKELY(!p)) errno = ENOMEM;
   return p;
@@ -290,7 +298,10 @@ const char* find_free_small(const void* p, unsigned cls) {
 }
 
 void free_small_slow(void* p, Fn fn, size_t size) {
-  (void)size;
+  if (g.opts.harden) {
+    harden_free_small(p, fn, size);
+    return;
+  }
   const unsigned cls = page_class_of(p);
   // Before anything changes: a double free aborts here.
   if (has_free_key(p)) {
