@@ -123,6 +123,7 @@ size_t usable_size(const void* p) {
       check_small_live(p, cls, Fn::kUsableSize);
       return class_info(cls).size;
     }
+    large_check_live(p, Fn::kUsableSize);
     return large_usable(p);
   }
   if (!p) return 0;

@@ -31,7 +31,7 @@ uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 // Per-block words derived from its address and the secret: the canary
-// pattern and the mask of the small objects' size word.
+// pattern and the check bits of the small objects' size word.
 uint64_t canary_word(const void* p) { return mix(reinterpret_cast<uintptr_t>(p) ^ g_canary_secret); }
 uint64_t tail_mask(const void* p) { return mix(reinterpret_cast<uintptr_t>(p) ^ ~g_canary_secret); }
 
@@ -75,11 +75,15 @@ size_t pattern_break(const char* p, size_t from, size_t to, uint64_t w) {
   abort();
 }
 
-// ---- small objects: [0, n) the program's, [n, S-8) canary, [S-8, S) n ^ mask
+// ---- small objects: [0, n) the program's, [n, S-8) canary, [S-8, S) size word
+
+// The size word: n in the low 16 bits, 48 check bits of (slot, n, secret)
+// above (a change of any byte of it is seen, but with odds of 2^-48).
+uint64_t size_word(const void* p, size_t n) { return n | (tail_mask(reinterpret_cast<const char*>(p) + n) << 16); }
 
 void small_setup(void* p, size_t slot, size_t n) {
   write_pattern(static_cast<char*>(p), n, slot - kTailBytes, canary_word(p));
-  const uint64_t t = n ^ tail_mask(p);
+  const uint64_t t = size_word(p, n);
   memcpy(static_cast<char*>(p) + slot - kTailBytes, &t, 8);
 }
 
@@ -88,8 +92,8 @@ void small_setup(void* p, size_t slot, size_t n) {
 size_t small_requested(const void* p, size_t slot, Fn fn) {
   uint64_t t;
   memcpy(&t, static_cast<const char*>(p) + slot - kTailBytes, 8);
-  const uint64_t n = t ^ tail_mask(p);
-  if (n > slot - kTailBytes) fatal_size_word(fn, p, slot);
+  const uint64_t n = t & 0xffff;
+  if (n > slot - kTailBytes || t != size_word(p, n)) fatal_size_word(fn, p, slot);
   const size_t at = pattern_break(static_cast<const char*>(p), n, slot - kTailBytes, canary_word(p));
   if (at < slot - kTailBytes) fatal_overflow(fn, p, n, at);
   return n;
@@ -213,6 +217,7 @@ void describe_fault(int sig, siginfo_t* si, void*) {
   const void* block = nullptr;
   if (in_zero_region(a)) {
     what = "access to a zero-size allocation";
+  } else if (huge_describe_fault(a, &block, &what)) {
   } else if (g.heap.region().contains(a)) {
     // The large block whose pages cover the address, looking back at most
     // one buddy block's worth of pages.

@@ -1,6 +1,8 @@
 #include "front/large.h"
 
 #include <cstdint>
+#include <stdlib.h>
+
 #include <cstring>
 
 #include "common/check.h"
@@ -55,6 +57,27 @@ void* large_alloc(size_t size, size_t align, bool zero) {
 }
 
 namespace {
+// Heap lock held; p is not the start of a live large block. If it lies in
+// one, says so and aborts (the descriptors keep only heads: look back).
+void fatal_if_inside_large(const void* p, Fn fn) {
+  const uint32_t page = g.heap.region().page_index(p);
+  const PageDesc* d = g.heap.region().descs();
+  for (uint32_t k = 0; k <= (kMaxBlockSize >> kPageShift) && k <= page; ++k) {
+    const PageDesc& h = d[page - k];
+    if (h.kind == PageKind::kFreeHead || h.kind == PageKind::kIsolated) return;  // free memory
+    if (h.kind != PageKind::kLargeHead) continue;
+    if (k >= h.npages || (h.flags & kPageNotLive)) return;
+    const char* start = g.heap.region().page_addr(page - k);
+    g.heap.lock().unlock();
+    OutBuf out(2);
+    out.str("ebbmalloc: ").str(fn_invalid_pointer(fn)).str(" ").ptr(p).str(": ");
+    out.u64(static_cast<uint64_t>(static_cast<const char*>(p) - start)).str(" bytes into the large block at ");
+    out.ptr(start).str(", not at its start (aborting)\n");
+    out.flush();
+    abort();
+  }
+}
+
 // Heap lock held. Returns the head descriptor of the large block at p or aborts.
 PageDesc& large_head(const void* p, const char* what) {
   const uint32_t idx = g.heap.region().page_index(p);
@@ -90,6 +113,9 @@ void large_free(void* p, Fn fn) {
   }
   {
     LockGuard h(g.heap.lock());
+    const PageDesc& hd = g.heap.region().descs()[g.heap.region().page_index(p)];
+    if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || hd.kind != PageKind::kLargeHead)
+      fatal_if_inside_large(p, fn);
     PageDesc& d = large_head(p, fn_invalid_pointer(fn));
     g.heap.free_pages(g.heap.region().page_index(p), d.npages);
     debug_check_heap_locked();
@@ -103,6 +129,7 @@ void large_check_live(const void* p, Fn fn) {
       !(peek.flags & kPageCached))
     return;
   LockGuard h(g.heap.lock());
+  fatal_if_inside_large(p, fn);
   large_head(p, fn_invalid_pointer(fn));
 }
 
@@ -323,6 +350,21 @@ void* huge_realloc(void* p, size_t new_size) {
   table_erase(i);
   table_insert(reinterpret_cast<uintptr_t>(q), map_size);  // cannot fail: one slot was freed
   return q;
+}
+
+bool huge_describe_fault(const void* a, const void** block, const char** what) {
+  // From a signal handler: no lock (a torn read can only name nothing).
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a);
+  for (size_t i = 0; i < g_cap; ++i) {
+    const HugeSlot s = g_slots[i];
+    if (!s.addr || !(s.lead || s.trail)) continue;
+    if (x < s.addr && x >= s.addr - s.lead) *what = "a guard page before the huge block at";
+    else if (x >= s.addr + s.size && x < s.addr + s.size + s.trail) *what = "a guard page after the huge block at";
+    else continue;
+    *block = reinterpret_cast<const void*>(s.addr);
+    return true;
+  }
+  return false;
 }
 
 void huge_totals(uint64_t* bytes, uint64_t* count) {

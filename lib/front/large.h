@@ -47,6 +47,9 @@ bool huge_check_size(const void* p, size_t size, Fn fn);
 size_t huge_usable(const void* p);
 void* huge_realloc(void* p, size_t new_size);
 void huge_totals(uint64_t* bytes, uint64_t* count);
+// For the hardened mode's fault handler: the guard page of a huge block a
+// is in (no lock taken).
+bool huge_describe_fault(const void* a, const void** block, const char** what);
 void huge_prefork();
 void huge_postfork_parent();
 void huge_postfork_child();
