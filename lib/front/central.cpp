@@ -876,9 +876,11 @@ void central_free_hardened(unsigned cls, void* p, Fn fn, void (*check)(void* p, 
     }
     check_bin_if_enabled(bin, cls);
   }
-  // The reporter drains the quarantine once its objects are cold.
+  // The reporter drains the quarantine once its objects are cold (and is
+  // started here if it is not running yet: no lock is held).
   (void)dirtied;
   g.reporter.request();
+  g.reporter.maybe_start_thread();
 }
 
 void central_check_live_hardened(unsigned cls, const void* p, Fn fn) {

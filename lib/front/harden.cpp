@@ -326,27 +326,29 @@ void* harden_malloc_large(size_t size, size_t align, bool zero) {
   if (total > (kMaxBlockSize >> kPageShift) || align > kMaxBlockSize) return huge_alloc_guarded(size, align);
   const unsigned align_order = align > kPageSize ? log2_ceil(align) - kPageShift : 0;
   PageRun run;
+  bool ok;
   {
+    // One lock section: the run must never be seen (by the checker, or in a
+    // fork child) taken from the free lists but not marked as in use.
     LockGuard h(g.heap.lock());
-    if (!g.heap.alloc_pages(static_cast<uint32_t>(total), align_order, &run)) run.npages = 0;
+    ok = g.heap.alloc_pages(static_cast<uint32_t>(total), align_order, &run);
+    if (ok) {
+      PageDesc* d = g.heap.region().descs();
+      if (lead) {
+        d[run.idx].kind = PageKind::kLargeHead;
+        d[run.idx].npages = 1;
+        d[run.idx].flags = kPageGuardPage;
+      }
+      PageDesc& hd = d[run.idx + lead];
+      hd.kind = PageKind::kLargeHead;
+      hd.npages = static_cast<uint32_t>(obj + 1);  // with the trailing guard
+      hd.flags = static_cast<uint8_t>(kPageHardened | (lead ? kPageLeadGuard : 0));
+      hd.stamp = size;
+      debug_check_heap_locked();
+    }
   }
   // The heap's address space is used up: a mapping of its own.
-  if (run.npages == 0) return huge_alloc_guarded(size, align);
-  {
-    LockGuard h(g.heap.lock());
-    PageDesc* d = g.heap.region().descs();
-    if (lead) {
-      d[run.idx].kind = PageKind::kLargeHead;
-      d[run.idx].npages = 1;
-      d[run.idx].flags = kPageGuardPage;
-    }
-    PageDesc& hd = d[run.idx + lead];
-    hd.kind = PageKind::kLargeHead;
-    hd.npages = static_cast<uint32_t>(obj + 1);  // with the trailing guard
-    hd.flags = static_cast<uint8_t>(kPageHardened | (lead ? kPageLeadGuard : 0));
-    hd.stamp = size;
-    debug_check_heap_locked();
-  }
+  if (!ok) return huge_alloc_guarded(size, align);
   char* p = g.heap.region().page_addr(run.idx + lead);
   // A guard that cannot be set up (the kernel's map count limit) is left
   // out; the block works without it.
@@ -368,6 +370,7 @@ void* harden_malloc(size_t size) {
   if (size <= kSmallMax - kTailBytes) p = small_alloc(size, size_class(size + kTailBytes));
   else p = harden_malloc_large(size, 0, false);
   if (!p) errno = ENOMEM;
+  g.reporter.maybe_start_thread();
   return p;
 }
 
