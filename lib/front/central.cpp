@@ -202,7 +202,7 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
     else if (lo < sc.objects) s->bits[w] = (uint64_t{1} << (sc.objects - lo)) - 1;
     else s->bits[w] = 0;
   }
-  if (g.opts.harden) {
+  if (g.opts.harden && hf(kHfZero)) {
     // Free objects hold zeros in the hardened mode (a write after free is
     // found when the object is handed out again): pages of reused memory are
     // zeroed now; reported pages read as zero already and are not touched.
@@ -528,6 +528,7 @@ void q_push(Quarantine* q, void* p, uint64_t stamp) {
 // Bin lock held. The bin's quarantine, mapped on first use (nullptr if the
 // mapping fails: objects then go straight back to their slab).
 Quarantine* quarantine_of(CentralBin& bin, unsigned cls) {
+  if (!hf(kHfQuarantine)) return nullptr;
   if (bin.quarantine) return bin.quarantine;
   Quarantine* q = static_cast<Quarantine*>(os::map(sizeof(Quarantine)));
   if (!q) return nullptr;
@@ -540,7 +541,7 @@ Quarantine* quarantine_of(CentralBin& bin, unsigned cls) {
 // Bin lock held. An object leaves the quarantine for its slab: it must still
 // hold the zeros it was filled with when it was freed.
 bool quarantine_release(CentralBin& bin, unsigned cls, const Quarantine::Entry& e) {
-  check_still_zero(e.p, class_info(cls).size, Fn::kNone, "when it left the quarantine");
+  if (hf(kHfZero)) check_still_zero(e.p, class_info(cls).size, Fn::kNone, "when it left the quarantine");
   return free_object(bin, cls, e.p, e.stamp);
 }
 
@@ -555,6 +556,10 @@ uint64_t drain_quarantine(CentralBin& bin, unsigned cls, uint64_t now, uint64_t 
 // Bin lock held; s has a free object. A random free slot of s, on a
 // resident page if there is one.
 uint32_t random_free_slot(CentralBin& bin, const SizeClass& sc, const Slab* s) {
+  if (!hf(kHfRandom)) {  // (measurement builds) the lowest free slot
+    for (uint32_t w = s->hint;; ++w)
+      if (s->bits[w]) return w * 64 + static_cast<uint32_t>(__builtin_ctzll(s->bits[w]));
+  }
   uint64_t x = bin.rng ? bin.rng : (os::random_u64() | 1);
   x ^= x >> 12;
   x ^= x << 25;
@@ -852,7 +857,7 @@ void* central_alloc_hardened(unsigned cls) {
     check_bin_if_enabled(bin, cls);
     obj = s->start + size_t{i} * sc.size;
   }
-  check_still_zero(obj, sc.size, Fn::kMalloc, "when it was handed out again");
+  if (hf(kHfZero)) check_still_zero(obj, sc.size, Fn::kMalloc, "when it was handed out again");
   return obj;
 }
 
@@ -867,7 +872,7 @@ void central_free_hardened(unsigned cls, void* p, Fn fn, void (*check)(void* p, 
     uint64_t i;
     live_slab_object(bin, cls, p, fn, &i);
     check(p, cls, fn, size);
-    memset(p, 0, sc.size);
+    if (hf(kHfZero)) memset(p, 0, sc.size);
     if (Quarantine* q = quarantine_of(bin, cls)) {
       if (q->count == q->cap) dirtied = quarantine_release(bin, cls, q_pop(q));
       q_push(q, p, now);

@@ -82,7 +82,8 @@ size_t pattern_break(const char* p, size_t from, size_t to, uint64_t w) {
 uint64_t size_word(const void* p, size_t n) { return n | (tail_mask(reinterpret_cast<const char*>(p) + n) << 16); }
 
 void small_setup(void* p, size_t slot, size_t n) {
-  write_pattern(static_cast<char*>(p), n, slot - kTailBytes, canary_word(p));
+  if (!hf(kHfSizeWord)) return;
+  if (hf(kHfCanary)) write_pattern(static_cast<char*>(p), n, slot - kTailBytes, canary_word(p));
   const uint64_t t = size_word(p, n);
   memcpy(static_cast<char*>(p) + slot - kTailBytes, &t, 8);
 }
@@ -90,10 +91,12 @@ void small_setup(void* p, size_t slot, size_t n) {
 // The requested size of the live small object p (its slot is `slot` bytes),
 // after checking its size word and canary.
 size_t small_requested(const void* p, size_t slot, Fn fn) {
+  if (!hf(kHfSizeWord)) return slot;
   uint64_t t;
   memcpy(&t, static_cast<const char*>(p) + slot - kTailBytes, 8);
   const uint64_t n = t & 0xffff;
   if (n > slot - kTailBytes || t != size_word(p, n)) fatal_size_word(fn, p, slot);
+  if (!hf(kHfCanary)) return n;
   const size_t at = pattern_break(static_cast<const char*>(p), n, slot - kTailBytes, canary_word(p));
   if (at < slot - kTailBytes) fatal_overflow(fn, p, n, at);
   return n;
@@ -102,7 +105,7 @@ size_t small_requested(const void* p, size_t slot, Fn fn) {
 // central_free_hardened's check, under the bin lock before anything changes.
 void small_free_check(void* p, unsigned cls, Fn fn, size_t size) {
   const size_t n = small_requested(p, class_info(cls).size, fn);
-  if (size != kNone && size != n) fatal_size_mismatch(fn, p, size, n, n);
+  if (hf(kHfSizeWord) && size != kNone && size != n) fatal_size_mismatch(fn, p, size, n, n);
 }
 
 void* small_alloc(size_t n, unsigned cls) {
@@ -125,7 +128,7 @@ bool in_zero_region(const void* p) {
 }
 
 void* zero_alloc() {
-  if (!g_zero_base) return nullptr;
+  if (!hf(kHfZeroSize) || !g_zero_base) return nullptr;
   LockGuard h(g.heap.lock());
   for (size_t k = 0; k <= kZeroSlots / 64; ++k) {
     const size_t w = (g_zero_rotor / 64 + k) % (kZeroSlots / 64);
@@ -270,10 +273,12 @@ void harden_free_any(void* p, Fn fn, size_t size);
 // ---- shared helpers ------------------------------------------------------------
 
 void harden_write_canary(void* p, size_t from, size_t to) {
+  if (!hf(kHfCanary)) return;
   write_pattern(static_cast<char*>(p), from, to, canary_word(p));
 }
 
 void harden_check_canary(const void* p, size_t from, size_t to, Fn fn) {
+  if (!hf(kHfCanary)) return;
   const size_t at = pattern_break(static_cast<const char*>(p), from, to, canary_word(p));
   if (at < to) fatal_overflow(fn, p, from, at);
 }
@@ -352,10 +357,12 @@ void* harden_malloc_large(size_t size, size_t align, bool zero) {
   char* p = g.heap.region().page_addr(run.idx + lead);
   // A guard that cannot be set up (the kernel's map count limit) is left
   // out; the block works without it.
-  if (lead) os::protect(p - kPageSize, kPageSize, false);
-  os::protect(p + (obj << kPageShift), kPageSize, false);
+  if (hf(kHfGuards)) {
+    if (lead) os::protect(p - kPageSize, kPageSize, false);
+    os::protect(p + (obj << kPageShift), kPageSize, false);
+  }
   if (zero) memset(p, 0, size);
-  write_pattern(p, size, obj << kPageShift, canary_word(p));
+  harden_write_canary(p, size, obj << kPageShift);
   g.reporter.maybe_start_thread();
   return p;
 }
@@ -416,6 +423,13 @@ void harden_free_large(void* p, Fn fn, size_t size) {
   e.npages = d.npages + lead;
   char* block = g.heap.region().page_addr(e.idx);
   const size_t bytes = size_t{e.npages} << kPageShift;
+  if (!hf(kHfQuarantine)) {  // (measurement builds) straight back to the heap
+    e.given_back = false;
+    e.protect = hf(kHfGuards);
+    d.flags |= kPageQuarantined;
+    large_release_quarantined(e);
+    return;
+  }
   e.given_back = os::advise_free(block, bytes, false) == 0;
   e.protect = os::protect(block, bytes, false) == 0;
   d.flags |= kPageQuarantined;

@@ -37,10 +37,25 @@
 
 namespace ebb {
 
+// The features of the mode, all on. A build with -DEBB_HARDEN_FEATURES=<mask>
+// leaves some out: only to measure what each one costs (docs/RELIABILITY.md).
+constexpr unsigned kHfCanary = 1;      // canary bytes after the requested size (small, large, huge)
+constexpr unsigned kHfZero = 2;        // freed small objects zeroed, checked on reuse and quarantine exit
+constexpr unsigned kHfQuarantine = 4;  // delayed reuse of small objects and large blocks
+constexpr unsigned kHfGuards = 8;      // PROT_NONE guard pages around large and huge blocks
+constexpr unsigned kHfRandom = 16;     // random slots in slabs
+constexpr unsigned kHfZeroSize = 32;   // zero-size allocations in an inaccessible region
+constexpr unsigned kHfSizeWord = 64;   // the size word after small objects (exact sizes)
+#ifndef EBB_HARDEN_FEATURES
+#define EBB_HARDEN_FEATURES 127
+#endif
+constexpr unsigned kHardenFeatures = EBB_HARDEN_FEATURES;
+constexpr bool hf(unsigned f) { return (kHardenFeatures & f) != 0; }
+
 // Memory a class's quarantine may hold.
 constexpr size_t kQuarantineBytes = 256 * 1024;
 // Bytes after each small object: its encoded size.
-constexpr size_t kTailBytes = 8;
+constexpr size_t kTailBytes = hf(kHfSizeWord) ? 8 : 0;
 
 // Canary bytes after a block's requested size (large and huge blocks).
 void harden_write_canary(void* p, size_t from, size_t to);

@@ -282,8 +282,10 @@ void* huge_alloc_guarded(size_t size, size_t align) {
   char* base = static_cast<char*>(os::map_aligned(lead + map_size + trail, align < kPageSize ? kPageSize : align));
   if (!base) return nullptr;
   char* p = base + lead;
-  if (lead) os::protect(base, lead, false);
-  os::protect(p + map_size, trail, false);
+  if (hf(kHfGuards)) {
+    if (lead) os::protect(base, lead, false);
+    os::protect(p + map_size, trail, false);
+  }
   harden_write_canary(p, size, map_size);
   LockGuard h(g_huge_lock);
   if (!table_insert(reinterpret_cast<uintptr_t>(p), map_size, lead, trail, size)) {
