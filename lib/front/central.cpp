@@ -431,7 +431,8 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
 bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
   bool dirtied = false;
   for (unsigned i = 0; i < n && head; ++i) {
-    if (!valid_free_object(head, cls)) fatal_corrupt_list(Fn::kFree, head, "a batch of free objects");
+    // (free_object checks the rest: class, object start, not free already.)
+    if (!in_heap(head)) fatal_corrupt_list(Fn::kFree, head, "a batch of free objects");
     void* next = link_load(head);
     dirtied |= free_object(bin, cls, head, stamp);
     head = next;

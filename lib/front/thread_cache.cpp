@@ -54,8 +54,10 @@ void registry_unlink(ThreadCache* tc) {
 // The cache's mutex held (or the cache otherwise exclusive). Returns all but
 // `keep` objects of a bin to the central bin; `freed_at` as in
 // central_free_batch; `transfer`: an overflow, offered to the transfer cache.
-// Every link walked is checked (a write after free would otherwise hand a
-// wild pointer to the slabs).
+// Every link walked is checked to stay in the heap before it is followed
+// (a write after free would otherwise send the walk anywhere); the slabs
+// check the objects themselves (central_free_batch), a refill the head of a
+// transfer batch.
 void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0, bool transfer = false) {
   Bin& b = tc->bins[cls];
   const uint32_t count = bin_count(b, cls);
@@ -63,10 +65,10 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at =
   const uint32_t n = count - keep;
   void* head = b.head;
   void* last = head;
-  if (!valid_free_object(last, cls)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
+  if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
   for (uint32_t i = 1; i < n; ++i) {
     last = link_load(last);
-    if (!valid_free_object(last, cls)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
+    if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
   }
   b.head = link_load(last);
   b.room = bin_max(cls) - keep;
