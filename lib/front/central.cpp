@@ -202,13 +202,10 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
     else if (lo < sc.objects) s->bits[w] = (uint64_t{1} << (sc.objects - lo)) - 1;
     else s->bits[w] = 0;
   }
-  if (g.opts.harden && hf(kHfZero)) {
-    // Free objects hold zeros in the hardened mode (a write after free is
-    // found when the object is handed out again): pages of reused memory are
-    // zeroed now; reported pages read as zero already and are not touched.
-    for (uint32_t k = 0; k < npages; ++k)
-      if (!((rep >> k) & 1)) memset(s->start + (size_t{k} << kPageShift), 0, kPageSize);
-  }
+  // The hardened mode: free objects hold zeros (a write after free is found
+  // when one is handed out again). Reported pages read as zero; the others
+  // are zeroed when an object on them is first handed out.
+  s->zero_pages = rep;
   bin.slabs++;
   bin.free_objects += s->nfree;
   bin.reported_pages += static_cast<uint64_t>(__builtin_popcountll(rep));
@@ -844,7 +841,16 @@ void* central_alloc_hardened(unsigned cls) {
     const bool was_reported = has_reported_objects(s);
     const uint32_t i = random_free_slot(bin, sc, s);
     s->bits[i >> 6] &= ~(uint64_t{1} << (i & 63));
-    if (const uint64_t on_reported = pages_of_object(sc, i) & s->rep_pages) unreport(bin, s, on_reported);
+    const uint64_t pages = pages_of_object(sc, i);
+    if (const uint64_t on_reported = pages & s->rep_pages) unreport(bin, s, on_reported);
+    if (hf(kHfZero)) {
+      // A page no object on it has been handed out from since the slab was
+      // made holds whatever the memory held before: zero it now (only free
+      // objects overlap it, so nothing live is touched).
+      for (uint64_t m = pages & ~s->zero_pages; m; m &= m - 1)
+        memset(s->start + (size_t{static_cast<unsigned>(__builtin_ctzll(m))} << kPageShift), 0, kPageSize);
+      s->zero_pages |= pages;
+    }
     s->nfree--;
     bin.free_objects--;
     const uint32_t words = (sc.objects + 63) / 64;
@@ -897,7 +903,9 @@ void central_check_live_hardened(unsigned cls, const void* p, Fn fn) {
 }
 
 uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released) {
-  uint64_t next = kNever;
+  // The hardened mode's quarantined large blocks first: the buddy's part of
+  // this pass then gives them back.
+  uint64_t next = g.opts.harden ? harden_drain_large(os::now_ms(), cold_ms) : kNever;
   for (unsigned c = 1; c <= kNumClasses; ++c) {
     const uint64_t n = report_bin(c, cold_ms, released);
     if (n < next) next = n;

@@ -39,6 +39,7 @@ struct Slab {
   Slab* scan_next = nullptr;
   uint64_t rep_pages = 0;  // bit k: page k is given back (not resident)
   uint64_t iso_pages = 0;  // bit k: page k's objects are isolated by the reporter
+  uint64_t zero_pages = 0; // hardened mode: bit k: the object bytes of page k are known to be zero
   bool on_partial = false;
   uint8_t scan_list = 0;  // kNoList, kDirtyList or kScanList
   uint64_t bits[kMaxSlabObjects / 64] = {};  // 1 = free

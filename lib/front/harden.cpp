@@ -161,11 +161,15 @@ void zero_free(void* p, Fn fn) {
 struct LargeQEntry {
   uint32_t idx;     // first page (the leading guard's, if any)
   uint32_t npages;  // the whole block
-  bool given_back;  // madvise succeeded
+  bool given_back;  // madvised (reported)
   bool protect;     // PROT_NONE (must be made accessible again)
+  uint64_t stamp;   // when it was freed
 };
+// Quarantined large blocks stay resident (so reuse does not fault them back
+// in), up to 16 MiB; the reporter returns them to the heap once cold, with
+// the time they were freed, so the same pass gives them back.
 constexpr unsigned kLargeQSlots = 64;
-constexpr uint64_t kLargeQPages = (uint64_t{64} << 20) >> kPageShift;  // address space, not memory
+constexpr uint64_t kLargeQPages = (uint64_t{16} << 20) >> kPageShift;
 constinit LargeQEntry g_lq[kLargeQSlots] = {};  // FIFO (heap lock)
 constinit unsigned g_lq_head = 0;
 constinit unsigned g_lq_count = 0;
@@ -186,7 +190,7 @@ void large_release_quarantined(const LargeQEntry& e) {
       d[e.idx + k].flags = 0;
     }
   if (e.given_back) g.heap.region().reported().set(e.idx, e.npages);
-  g.heap.free_pages(e.idx, e.npages, e.given_back);
+  g.heap.free_pages(e.idx, e.npages, e.given_back, e.stamp);
   debug_check_heap_locked();
 }
 
@@ -423,14 +427,15 @@ void harden_free_large(void* p, Fn fn, size_t size) {
   e.npages = d.npages + lead;
   char* block = g.heap.region().page_addr(e.idx);
   const size_t bytes = size_t{e.npages} << kPageShift;
+  e.given_back = false;
+  e.stamp = os::now_ms();
   if (!hf(kHfQuarantine)) {  // (measurement builds) straight back to the heap
-    e.given_back = false;
     e.protect = hf(kHfGuards);
     d.flags |= kPageQuarantined;
     large_release_quarantined(e);
     return;
   }
-  e.given_back = os::advise_free(block, bytes, false) == 0;
+  // A use after free faults (the fault handler names the block).
   e.protect = os::protect(block, bytes, false) == 0;
   d.flags |= kPageQuarantined;
   LargeQEntry out[kLargeQSlots];
@@ -448,7 +453,26 @@ void harden_free_large(void* p, Fn fn, size_t size) {
     g_lq_pages += e.npages;
   }
   for (unsigned i = 0; i < nout; ++i) large_release_quarantined(out[i]);
+  g.reporter.request();  // it drains the quarantine when the block is cold
   g.reporter.maybe_start_thread();
+}
+
+uint64_t harden_drain_large(uint64_t now, uint64_t cold_ms) {
+  LargeQEntry out[kLargeQSlots];
+  unsigned nout = 0;
+  uint64_t next = ~uint64_t{0};
+  {
+    LockGuard h(g.heap.lock());
+    while (g_lq_count && now >= g_lq[g_lq_head].stamp + cold_ms) {
+      out[nout++] = g_lq[g_lq_head];
+      g_lq_pages -= g_lq[g_lq_head].npages;
+      g_lq_head = (g_lq_head + 1) % kLargeQSlots;
+      g_lq_count--;
+    }
+    if (g_lq_count) next = g_lq[g_lq_head].stamp + cold_ms;
+  }
+  for (unsigned i = 0; i < nout; ++i) large_release_quarantined(out[i]);
+  return next;
 }
 
 bool harden_free_outside(void* p, Fn fn, size_t size) {

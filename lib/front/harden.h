@@ -22,8 +22,10 @@
 //   - double frees are found in the slab's bitmap or the quarantine, always.
 // Large objects (buddy blocks): a PROT_NONE guard page before (unless the
 // alignment is above a page) and after each block, canary bytes in the last
-// page after the requested size, and a quarantine of freed blocks that are
-// given back (madvise) and made inaccessible (PROT_NONE) at once. Huge
+// page after the requested size, and a quarantine of freed blocks, made
+// inaccessible (PROT_NONE) at once and kept resident (up to 16 MiB: reuse
+// does not fault them back in) until they are COLD_MS old, when the
+// reporter returns them to the heap and gives them back. Huge
 // objects (own mappings) get the same guard pages and canary.
 // Zero-size allocations point into a region that is never accessible.
 // Faults on guard pages, quarantined blocks and zero-size allocations print
@@ -82,6 +84,9 @@ size_t harden_usable(const void* p);  // the requested size
 void harden_free_small(void* p, Fn fn, size_t size);
 // A large block whose descriptor says hardened (large_free sends it here).
 void harden_free_large(void* p, Fn fn, size_t size);
+// The reporter's pass (no lock held): quarantined large blocks freed cold_ms
+// ago go back to the heap; returns when the next one is due.
+uint64_t harden_drain_large(uint64_t now, uint64_t cold_ms);
 // A pointer outside the heap: true if it was a zero-size allocation (freed).
 bool harden_free_outside(void* p, Fn fn, size_t size);
 
