@@ -492,6 +492,13 @@ int of_memcpy(size_t n, size_t extra) {
   F(p);
   return aftermath(n);
 }
+int of_far(size_t n, size_t at) {
+  // One byte `at` bytes past the end, the bytes before it untouched.
+  char* p = M(n);
+  opaque(p)[n + at] ^= 0x41;
+  F(p);
+  return aftermath(n);
+}
 int of_page_end(size_t n) {
   // The first byte after the block's last page.
   char* p = M(n);
@@ -823,6 +830,8 @@ const Probe kProbes[] = {
     P("of_small_1m_memcpy", "overflow", return of_memcpy(24, size_t{1} << 20), LINK, OVF),
     P("of_medium_1", "overflow", return of_write(kMedium, 1), kNo, OVF),
     P("of_medium_32", "overflow", return of_write(kMedium, 32), kNo, OVF),
+    P("of_medium_far", "overflow", return of_far(kMedium, 72), kNo, OVF),
+    P("of_large_far", "overflow", return of_far(kLarge, 1000), kNo, OVF),
     P("of_large_1", "overflow", return of_write(kLarge, 1), kNo, OVF),
     P("of_large_1_memcpy", "overflow", return of_memcpy(kLarge, 1), kNo, OVF),
     P("of_large_32", "overflow", return of_write(kLarge, 32), kNo, OVF),
