@@ -65,6 +65,7 @@ typedef struct ebb_options {
   int live_stats;         /* EBBMALLOC_LIVE_STATS (0): counters in a file for ebbtop */
   uint32_t live_stats_ms; /* EBBMALLOC_LIVE_STATS_MS (500) */
   uint32_t reporter_linger_ms; /* EBBMALLOC_REPORTER_LINGER_MS (2000): idle time before the thread exits */
+  int harden;             /* EBBMALLOC_HARDEN (0): the hardened mode */
 } ebb_options_t;
 
 /* Fills *out (out->version must not be read before). Returns 0, or -1 if

@@ -7,6 +7,7 @@
 #include "api/options.h"
 #include "common/check.h"
 #include "common/log.h"
+#include "front/free_list.h"
 #include "front/globals.h"
 #include "front/large.h"
 #include "front/thread_cache.h"
@@ -37,6 +38,7 @@ bool do_init() {
   g.reporter.set_slab_hook(&central_report_cold);
   g.reporter.set_worth_hook(&worth_reporting);
   thread_cache_global_init();
+  security_init();
   g_fast.page_class = g.heap.region().page_class();
   g_fast.base = reinterpret_cast<uintptr_t>(g.heap.region().base());
   if (g.opts.verbose) {

@@ -1,6 +1,9 @@
 #include "api/malloc_api.h"
 
+#include <stdlib.h>
+
 #include "common/log.h"
+#include "front/harden.h"
 
 namespace ebb {
 
@@ -13,33 +16,94 @@ void* malloc_large_path(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return nullptr;
   }
-  void* p = large_alloc(size, align, zero);
-  if (!p) errno = ENOMEM;
-  return p;
-}
-
-void* malloc_small_fallback(size_t size, size_t align) {
-  void* p = huge_alloc(size ? size : 1, align);
+  void* p = g.opts.harden ? harden_malloc_large(size, align, zero) : large_alloc(size, align, zero);
   if (!p) errno = ENOMEM;
   return p;
 }
 
 namespace {
 // p is in the heap after all: it grew on another thread a moment ago and
-// this thread read the extent before (relaxed). Seen again with acquire.
+// this thread read the extent before (plainly). Seen again with acquire.
 bool in_grown_heap(const void* p) {
   return reinterpret_cast<uintptr_t>(p) - g_fast.base < g_fast.extent.load(std::memory_order_acquire);
 }
 }  // namespace
 
-void free_outside_heap(void* p) {
-  if (huge_free(p)) return;
+void free_outside_heap(void* p, Fn fn) {
+  if (g.opts.harden && harden_free_outside(p, fn, ~size_t{0})) return;
+  if (huge_free(p, fn)) return;
   if (in_grown_heap(p)) return do_free(p);
-  fatal_pointer("free(): invalid pointer", p, "not allocated by ebbmalloc");
+  fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
+}
+
+unsigned aligned_class(size_t size, size_t align) {
+  if (!is_pow2(align)) align = align > (SIZE_MAX >> 1) + 1 ? 0 : size_t{1} << log2_ceil(align);
+  if (align <= kMinAlign) return size <= kSmallMax ? size_class(size) : 0;
+  if (size <= kSmallMax && align <= kSmallMax) {
+    unsigned c = size_class(size > align ? size : align);
+    while (c <= kNumClasses && class_info(c).size % align != 0) ++c;
+    if (c <= kNumClasses) return c;
+  }
+  return 0;
+}
+
+namespace {
+// What aligned_path or do_malloc asked large_alloc (or huge_alloc) for.
+size_t large_request(size_t size, size_t align) {
+  return align > kMinAlign && size <= kSmallMax ? kSmallMax + 1 : size;
+}
+}  // namespace
+
+void sized_free_other_class(void* p, unsigned cls, size_t size, size_t align, Fn fn) {
+  if (g.opts.harden) {
+    // Its blocks are in the class of size + 8: the exact size is checked.
+    if (align > kMinAlign && (reinterpret_cast<uintptr_t>(p) & (align - 1))) fatal_misaligned(p, align, fn);
+    harden_free_small(p, fn, size);
+    return;
+  }
+  const SizeClass& sc = class_info(cls);
+  const unsigned below = cls > 1 ? cls - 1 : 0;
+  fatal_size_mismatch(fn, p, size, below ? class_info(below).size + 1 : 0, sc.size);
+  (void)align;
+}
+
+void sized_free_large(void* p, size_t size, size_t align, Fn fn) {
+  if (g.opts.harden) {
+    const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+    if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && d.kind == PageKind::kLargeHead && d.flags) {
+      harden_free_large(p, fn, size);  // the exact size
+      return;
+    }
+    large_free(p, fn);  // not a live hardened block: this says what it is
+    return;
+  }
+  large_check_size(p, large_request(size, align), fn);
+  large_free(p, fn);
+}
+
+void sized_free_outside_heap(void* p, size_t size, size_t align, Fn fn) {
+  if (g.opts.harden) {
+    if (harden_free_outside(p, fn, size)) return;
+    if (!huge_free(p, fn, size)) fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
+    return;
+  }
+  if (!huge_check_size(p, large_request(size, align), fn))
+    fatal_pointer(fn_invalid_pointer(fn), p, "not allocated by ebbmalloc");
+  free_outside_heap(p, fn);
+}
+
+void fatal_misaligned(void* p, size_t align, Fn fn) {
+  {
+    OutBuf out(2);
+    out.str("ebbmalloc: ").str(fn_invalid_pointer(fn)).str(" ").ptr(p).str(": not aligned to ").u64(align);
+    out.str(", the alignment it was allocated with (aborting)\n");
+  }
+  abort();
 }
 
 void* aligned_path(size_t align, size_t size) {
   // Precondition: align is a power of two.
+  if (EBB_UNLIKELY(g.opts.harden)) return harden_aligned(align, size);
   if (align <= kMinAlign) return do_malloc(size);
   if (size > PTRDIFF_MAX) {
     errno = ENOMEM;
@@ -53,17 +117,28 @@ void* aligned_path(size_t align, size_t size) {
     while (c <= kNumClasses && class_info(c).size % align != 0) ++c;
     if (c <= kNumClasses) {
       void* p = malloc_small(class_info(c).size);
-      return p ? p : malloc_small_fallback(size, align);
+      if (EBB_UNLIKELY(reinterpret_cast<uintptr_t>(p) & (align - 1))) {
+        // The heap could not grow and the slow path gave a mapping of its
+        // own, aligned to a page only.
+        free_outside_heap(p, Fn::kFree);
+        if (!(p = huge_alloc(size, align))) errno = ENOMEM;
+      }
+      return p;
     }
   }
   return malloc_large_path(size > kSmallMax ? size : kSmallMax + 1, align, false);
 }
 
 size_t usable_size(const void* p) {
+  if (EBB_UNLIKELY(g.opts.harden)) return harden_usable(p);
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   if (off < g_fast.heap_extent()) {
     const unsigned cls = g_fast.page_class[off >> kPageShift];
-    if (cls) return class_info(cls).size;
+    if (cls) {
+      check_small_live(p, cls, Fn::kUsableSize);
+      return class_info(cls).size;
+    }
+    large_check_live(p, Fn::kUsableSize);
     return large_usable(p);
   }
   if (!p) return 0;
@@ -74,9 +149,10 @@ size_t usable_size(const void* p) {
 }
 
 void* realloc_impl(void* p, size_t size) {
+  if (EBB_UNLIKELY(g.opts.harden)) return harden_realloc(p, size);
   if (!p) return do_malloc(size);
   if (size == 0) {  // glibc frees and returns NULL
-    do_free(p);
+    do_free<Fn::kRealloc>(p);
     return nullptr;
   }
   if (size > PTRDIFF_MAX) {
@@ -88,9 +164,11 @@ void* realloc_impl(void* p, size_t size) {
   if (off < g_fast.heap_extent()) {
     const unsigned cls = g_fast.page_class[off >> kPageShift];
     if (cls) {
+      check_small_live(p, cls, Fn::kRealloc);
       old = class_info(cls).size;
       if (size <= kSmallMax && size_class(size) == cls) return p;
     } else {
+      large_check_live(p, Fn::kRealloc);
       old = large_usable(p);
       if (size > kSmallMax && large_resize_in_place(p, size)) return p;
     }
@@ -107,7 +185,7 @@ void* realloc_impl(void* p, size_t size) {
   void* q = do_malloc(size);
   if (!q) return nullptr;  // p is left untouched, errno is ENOMEM
   memcpy(q, p, old < size ? old : size);
-  do_free(p);
+  do_free<Fn::kRealloc>(p);
   return q;
 }
 
@@ -119,7 +197,7 @@ void* calloc_impl(size_t n, size_t m) {
   }
   if (size <= kSmallMax) {
     void* p = malloc_small(size);
-    if (!p) return malloc_small_fallback(size, 0);  // a fresh mapping: zero already
+    if (!p) return nullptr;  // errno is ENOMEM
     memset(p, 0, size);
     return p;
   }

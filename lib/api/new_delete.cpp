@@ -93,15 +93,30 @@ EBB_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow
   return new_aligned_nothrow(n, a);
 }
 
-EBB_EXPORT void operator delete(void* p) noexcept { do_free(p); }
-EBB_EXPORT void operator delete[](void* p) noexcept { do_free(p); }
-EBB_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { do_free(p); }
-EBB_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { do_free(p); }
-EBB_EXPORT void operator delete(void* p, size_t) noexcept { do_free(p); }
-EBB_EXPORT void operator delete[](void* p, size_t) noexcept { do_free(p); }
-EBB_EXPORT void operator delete(void* p, std::align_val_t) noexcept { do_free(p); }
-EBB_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { do_free(p); }
-EBB_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { do_free(p); }
-EBB_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { do_free(p); }
-EBB_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { do_free(p); }
-EBB_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { do_free(p); }
+// Sized forms check the size against the block (do_free_sized); aligned
+// forms check the pointer's alignment.
+constexpr Fn kDel = Fn::kDelete;
+EBB_EXPORT void operator delete(void* p) noexcept { do_free<kDel>(p); }
+EBB_EXPORT void operator delete[](void* p) noexcept { do_free<kDel>(p); }
+EBB_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { do_free<kDel>(p); }
+EBB_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { do_free<kDel>(p); }
+EBB_EXPORT void operator delete(void* p, size_t n) noexcept { do_free_sized<kDel>(p, n, 0); }
+EBB_EXPORT void operator delete[](void* p, size_t n) noexcept { do_free_sized<kDel>(p, n, 0); }
+EBB_EXPORT void operator delete(void* p, std::align_val_t a) noexcept {
+  do_free_aligned<kDel>(p, static_cast<size_t>(a));
+}
+EBB_EXPORT void operator delete[](void* p, std::align_val_t a) noexcept {
+  do_free_aligned<kDel>(p, static_cast<size_t>(a));
+}
+EBB_EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
+  do_free_sized<kDel>(p, n, static_cast<size_t>(a));
+}
+EBB_EXPORT void operator delete[](void* p, size_t n, std::align_val_t a) noexcept {
+  do_free_sized<kDel>(p, n, static_cast<size_t>(a));
+}
+EBB_EXPORT void operator delete(void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
+  do_free_aligned<kDel>(p, static_cast<size_t>(a));
+}
+EBB_EXPORT void operator delete[](void* p, std::align_val_t a, const std::nothrow_t&) noexcept {
+  do_free_aligned<kDel>(p, static_cast<size_t>(a));
+}

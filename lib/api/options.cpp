@@ -77,6 +77,7 @@ const BoolOpt kBool[] = {
     {"SPLIT_WARM", &Options::split_warm},
     {"CHECK", &Options::check},
     {"LIVE_STATS", &Options::live_stats},
+    {"HARDEN", &Options::harden},
 };
 
 void apply(Options* o, const char* key, const char* value) {

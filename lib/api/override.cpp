@@ -14,7 +14,7 @@ using namespace ebb;
 extern "C" {
 
 EBB_EXPORT void* malloc(size_t size) noexcept { return do_malloc(size); }
-EBB_EXPORT void free(void* p) noexcept { do_free(p); }
+EBB_EXPORT void free(void* p) noexcept { do_free<Fn::kFree>(p); }
 EBB_EXPORT void* calloc(size_t n, size_t m) noexcept { return calloc_impl(n, m); }
 EBB_EXPORT void* realloc(void* p, size_t size) noexcept { return realloc_impl(p, size); }
 
@@ -71,8 +71,11 @@ EBB_EXPORT void* pvalloc(size_t size) noexcept {
 EBB_EXPORT size_t malloc_usable_size(void* p) noexcept { return usable_size(p); }
 
 // C23.
-EBB_EXPORT void free_sized(void* p, size_t) noexcept { do_free(p); }
-EBB_EXPORT void free_aligned_sized(void* p, size_t, size_t) noexcept { do_free(p); }
+// The size (and alignment) must be the ones the block was allocated with.
+EBB_EXPORT void free_sized(void* p, size_t size) noexcept { do_free_sized<Fn::kFreeSized>(p, size, 0); }
+EBB_EXPORT void free_aligned_sized(void* p, size_t align, size_t size) noexcept {
+  do_free_sized<Fn::kFreeAlignedSized>(p, size, align);
+}
 
 EBB_EXPORT int malloc_trim(size_t) noexcept { return ebb_report_now() > 0 ? 1 : 0; }
 

@@ -185,6 +185,7 @@ EBB_EXPORT const ebb_options_t* ebb_options(void) {
   p.live_stats = o.live_stats;
   p.live_stats_ms = o.live_stats_ms;
   p.reporter_linger_ms = o.linger_ms;
+  p.harden = o.harden;
   return &p;
 }
 

@@ -119,6 +119,55 @@ void fatal_pointer(const char* what, const void* p, const char* why) {
   abort();
 }
 
+const char* fn_name(Fn fn) {
+  switch (fn) {
+    case Fn::kFree: return "free";
+    case Fn::kDelete: return "operator delete";
+    case Fn::kFreeSized: return "free_sized";
+    case Fn::kFreeAlignedSized: return "free_aligned_sized";
+    case Fn::kRealloc: return "realloc";
+    case Fn::kUsableSize: return "malloc_usable_size";
+    case Fn::kMalloc: return "malloc";
+    case Fn::kNone: return "ebbmalloc";
+  }
+  return "?";
+}
+
+const char* fn_invalid_pointer(Fn fn) {
+  switch (fn) {
+    case Fn::kFree: return "free(): invalid pointer";
+    case Fn::kDelete: return "operator delete(): invalid pointer";
+    case Fn::kFreeSized: return "free_sized(): invalid pointer";
+    case Fn::kFreeAlignedSized: return "free_aligned_sized(): invalid pointer";
+    case Fn::kRealloc: return "realloc(): invalid pointer";
+    case Fn::kUsableSize: return "malloc_usable_size(): invalid pointer";
+    case Fn::kMalloc: return "malloc(): invalid pointer";
+    case Fn::kNone: return "invalid pointer";
+  }
+  return "invalid pointer";
+}
+
+void fatal_misuse(Fn fn, const char* what, const void* p, const char* why) {
+  {
+    OutBuf out(2);
+    out.str("ebbmalloc: ").str(fn_name(fn)).str("(): ").str(what).str(" ").ptr(p).str(": ").str(why);
+    out.str(" (aborting)\n");
+  }
+  abort();
+}
+
+void fatal_size_mismatch(Fn fn, const void* p, uint64_t given, uint64_t lo, uint64_t hi) {
+  {
+    OutBuf out(2);
+    out.str("ebbmalloc: ").str(fn_name(fn)).str("(): size mismatch for ").ptr(p).str(": ").u64(given);
+    out.str(" bytes given, the block was allocated with ");
+    if (lo == hi) out.u64(lo);
+    else out.u64(lo).str("..").u64(hi);
+    out.str(" bytes (aborting)\n");
+  }
+  abort();
+}
+
 void fatal(const char* msg) {
   {
     OutBuf out(2);

@@ -54,6 +54,21 @@ class CheckErrors {
 };
 // Prints "ebbmalloc: <what> <ptr>: <why>" and aborts. Never returns.
 [[noreturn]] void fatal_pointer(const char* what, const void* p, const char* why);
+
+// The API function a misuse was detected in, for the message.
+enum class Fn : uint8_t {
+  kFree, kDelete, kFreeSized, kFreeAlignedSized, kRealloc, kUsableSize, kMalloc,
+  kNone,  // found outside any call (the reporter thread)
+};
+const char* fn_name(Fn fn);
+// "<fn>(): invalid pointer", for fatal_pointer's `what`.
+const char* fn_invalid_pointer(Fn fn);
+// Prints "ebbmalloc: <fn>(): <what> <ptr>: <why> (aborting)" and aborts: the
+// one line every detected misuse gets, written before any state changes.
+[[noreturn]] void fatal_misuse(Fn fn, const char* what, const void* p, const char* why);
+// The same with the sizes of a sized free that does not match its block:
+// "... size mismatch for <ptr>: <given> bytes given, the block holds <lo>..<hi>".
+[[noreturn]] void fatal_size_mismatch(Fn fn, const void* p, uint64_t given, uint64_t lo, uint64_t hi);
 [[noreturn]] void fatal(const char* msg);
 
 }  // namespace ebb

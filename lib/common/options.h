@@ -23,6 +23,7 @@ struct Options {
   uint32_t report_mark_kb = 1024;  // EBBMALLOC_REPORT_MARK_KB: warm free memory that wakes the reporter
   bool check = false;              // EBBMALLOC_CHECK: heap invariant walks (debug builds)
   bool live_stats = false;         // EBBMALLOC_LIVE_STATS: keep counters in a file for ebbtop
+  bool harden = false;             // EBBMALLOC_HARDEN: the hardened mode (front/harden.h)
   uint32_t live_stats_ms = 500;    // EBBMALLOC_LIVE_STATS_MS: time between snapshots
   // EBBMALLOC_LIVE_STATS_DIR: where the file goes ("" = /dev/shm/ebbmalloc-<euid>)
   char live_stats_dir[192] = {};

@@ -2,7 +2,11 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include <cstring>
+
+#include "front/free_list.h"
 #include "front/globals.h"
+#include "front/harden.h"
 #include "os/os.h"
 
 namespace ebb {
@@ -198,6 +202,10 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
     else if (lo < sc.objects) s->bits[w] = (uint64_t{1} << (sc.objects - lo)) - 1;
     else s->bits[w] = 0;
   }
+  // The hardened mode: free objects hold zeros (a write after free is found
+  // when one is handed out again). Reported pages read as zero; the others
+  // are zeroed when an object on them is first handed out.
+  s->zero_pages = rep;
   bin.slabs++;
   bin.free_objects += s->nfree;
   bin.reported_pages += static_cast<uint64_t>(__builtin_popcountll(rep));
@@ -239,9 +247,24 @@ void unreport(CentralBin& bin, Slab* s, uint64_t pages) {
   bin.refaulted_pages += n;
 }
 
-// Bin lock held. Moves up to `want` free objects of `s` onto the chain at
-// `link`, preferring objects on resident pages; returns how many.
-unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned want, void**& link) {
+// A chain of objects being built for a thread cache: `first`, and the last
+// object so far (whose link is stored when the next one comes).
+struct Chain {
+  void* first = nullptr;
+  void* last = nullptr;
+};
+// Objects handed to a cache carry the free key like every object in a cache
+// (so a free of one the program never got is a double free).
+void chain_append(Chain& c, void* obj) {
+  if (c.last) link_store(c.last, obj);
+  else c.first = obj;
+  key_word(obj) = g_fast.free_key;
+  c.last = obj;
+}
+
+// Bin lock held. Moves up to `want` free objects of `s` onto the chain,
+// preferring objects on resident pages; returns how many.
+unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned want, Chain& link) {
   const uint32_t words = (sc.objects + 63) / 64;
   unsigned got = 0;
   if (!(s->rep_pages & object_pages(sc))) {
@@ -251,8 +274,7 @@ unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned wa
         const unsigned b = static_cast<unsigned>(__builtin_ctzll(bits));
         bits &= bits - 1;
         char* obj = s->start + (size_t{w} * 64 + b) * sc.size;
-        *link = obj;
-        link = reinterpret_cast<void**>(obj);
+        chain_append(link, obj);
         ++got;
       }
       s->bits[w] = bits;
@@ -273,8 +295,7 @@ unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned wa
           }
           s->bits[w] &= ~(uint64_t{1} << b);
           char* obj = s->start + i * sc.size;
-          *link = obj;
-          link = reinterpret_cast<void**>(obj);
+          chain_append(link, obj);
           ++got;
         }
       }
@@ -407,7 +428,9 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
 bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
   bool dirtied = false;
   for (unsigned i = 0; i < n && head; ++i) {
-    void* next = *static_cast<void**>(head);
+    // (free_object checks the rest: class, object start, not free already.)
+    if (!in_heap(head)) fatal_corrupt_list(Fn::kFree, head, "a batch of free objects");
+    void* next = link_load(head);
     dirtied |= free_object(bin, cls, head, stamp);
     head = next;
   }
@@ -434,6 +457,153 @@ uint64_t drain_transfer(CentralBin& bin, unsigned cls, uint64_t now, uint64_t co
   return next;
 }
 
+// ---- the hardened mode: random slots, zeroed free objects, quarantine --------
+
+}  // namespace
+
+// Freed objects of one class wait here before they go back to their slab
+// (delayed reuse): a FIFO ring, with a hash set to find an object in it
+// (a double free). Out of band, mapped on the bin's first hardened free.
+struct Quarantine {
+  static constexpr uint32_t kRing = 1024;
+  static constexpr uint32_t kHashBits = 11;  // 2048 slots: at most half full
+  struct Entry {
+    void* p;
+    uint64_t stamp;  // when it was freed
+  };
+  uint32_t head;   // the oldest entry
+  uint32_t count;
+  uint32_t cap;    // kQuarantineBytes of the class, 8 to kRing objects
+  Entry ring[kRing];
+  void* set[uint32_t{1} << kHashBits];
+};
+
+namespace {
+
+uint32_t q_hash(const void* p) {
+  return static_cast<uint32_t>(((reinterpret_cast<uintptr_t>(p) >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - Quarantine::kHashBits));
+}
+constexpr uint32_t kQMask = (uint32_t{1} << Quarantine::kHashBits) - 1;
+
+bool q_contains(const Quarantine* q, const void* p) {
+  for (uint32_t j = q_hash(p); q->set[j]; j = (j + 1) & kQMask)
+    if (q->set[j] == p) return true;
+  return false;
+}
+
+void q_set_erase(Quarantine* q, const void* p) {
+  uint32_t i = q_hash(p);
+  while (q->set[i] != p) i = (i + 1) & kQMask;
+  q->set[i] = nullptr;
+  // Linear probing: move followers whose home is not in (i, j] into the hole.
+  for (uint32_t j = (i + 1) & kQMask; q->set[j]; j = (j + 1) & kQMask) {
+    const uint32_t home = q_hash(q->set[j]);
+    const bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!between) {
+      q->set[i] = q->set[j];
+      q->set[j] = nullptr;
+      i = j;
+    }
+  }
+}
+
+Quarantine::Entry q_pop(Quarantine* q) {
+  const Quarantine::Entry e = q->ring[q->head];
+  q->head = (q->head + 1) % Quarantine::kRing;
+  q->count--;
+  q_set_erase(q, e.p);
+  return e;
+}
+
+void q_push(Quarantine* q, void* p, uint64_t stamp) {
+  q->ring[(q->head + q->count) % Quarantine::kRing] = Quarantine::Entry{p, stamp};
+  q->count++;
+  uint32_t j = q_hash(p);
+  while (q->set[j]) j = (j + 1) & kQMask;
+  q->set[j] = p;
+}
+
+// Bin lock held. The bin's quarantine, mapped on first use (nullptr if the
+// mapping fails: objects then go straight back to their slab).
+Quarantine* quarantine_of(CentralBin& bin, unsigned cls) {
+  if (!hf(kHfQuarantine)) return nullptr;
+  if (bin.quarantine) return bin.quarantine;
+  Quarantine* q = static_cast<Quarantine*>(os::map(sizeof(Quarantine)));
+  if (!q) return nullptr;
+  const uint64_t n = kQuarantineBytes / class_info(cls).size;
+  q->cap = static_cast<uint32_t>(n < 8 ? 8 : (n > Quarantine::kRing ? Quarantine::kRing : n));
+  bin.quarantine = q;
+  return q;
+}
+
+// Bin lock held. An object leaves the quarantine for its slab: it must still
+// hold the zeros it was filled with when it was freed.
+bool quarantine_release(CentralBin& bin, unsigned cls, const Quarantine::Entry& e) {
+  if (hf(kHfZero)) check_still_zero(e.p, class_info(cls).size, Fn::kNone, "when it left the quarantine");
+  return free_object(bin, cls, e.p, e.stamp);
+}
+
+// Bin lock held. Objects quarantined for cold_ms go to their slabs (their
+// pages can then be reported); returns when the next one is due.
+uint64_t drain_quarantine(CentralBin& bin, unsigned cls, uint64_t now, uint64_t cold_ms) {
+  Quarantine* q = bin.quarantine;
+  while (q->count && now >= q->ring[q->head].stamp + cold_ms) quarantine_release(bin, cls, q_pop(q));
+  return q->count ? q->ring[q->head].stamp + cold_ms : kNever;
+}
+
+// Bin lock held; s has a free object. A random free slot of s, on a
+// resident page if there is one.
+uint32_t random_free_slot(CentralBin& bin, const SizeClass& sc, const Slab* s) {
+  if (!hf(kHfRandom)) {  // (measurement builds) the lowest free slot
+    for (uint32_t w = s->hint;; ++w)
+      if (s->bits[w]) return w * 64 + static_cast<uint32_t>(__builtin_ctzll(s->bits[w]));
+  }
+  uint64_t x = bin.rng ? bin.rng : (os::random_u64() | 1);
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  bin.rng = x;
+  const uint32_t start = static_cast<uint32_t>(((x * 0x2545F4914F6CDD1Dull) >> 32) * sc.objects >> 32);
+  const uint32_t words = (sc.objects + 63) / 64;
+  const uint32_t w0 = start / 64;
+  const uint64_t rep = s->rep_pages & object_pages(sc);
+  for (int round = rep ? 0 : 1; round < 2; ++round) {
+    for (uint32_t k = 0; k <= words; ++k) {
+      const uint32_t w = (w0 + k) % words;
+      uint64_t bits = s->bits[w];
+      if (k == 0) bits &= ~uint64_t{0} << (start & 63);
+      else if (k == words) bits &= (start & 63) ? (uint64_t{1} << (start & 63)) - 1 : 0;
+      for (; bits; bits &= bits - 1) {
+        const uint32_t i = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
+        if (round == 0 && (pages_of_object(sc, i) & rep)) continue;
+        return i;
+      }
+    }
+  }
+  fatal("hardened mode: a partial slab without a free object");
+}
+
+// Bin lock held: p (on a slab page of class cls) is an allocated object of
+// its slab, or this aborts.
+Slab* live_slab_object(CentralBin& bin, unsigned cls, const void* p, Fn fn, uint64_t* index) {
+  const SizeClass& sc = class_info(cls);
+  const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if (d.kind != PageKind::kSlab || !d.slab || d.slab->cls != cls)
+    fatal_pointer(fn_invalid_pointer(fn), p, "not an object allocated by ebbmalloc");
+  Slab* s = d.slab;
+  const uint64_t off = static_cast<uint64_t>(static_cast<const char*>(p) - s->start);
+  const uint64_t i = (off * sc.magic) >> 32;
+  if (i * sc.size != off || i >= sc.objects) fatal_not_object_start(fn, p);
+  if (((s->bits[i >> 6] >> (i & 63)) & 1) || (s->iso_pages & pages_of_object(sc, i)))
+    fatal_misuse(fn, fn == Fn::kRealloc || fn == Fn::kUsableSize ? "pointer to freed memory" : "double free of", p,
+                 "the object is already free (in its slab)");
+  if (bin.quarantine && q_contains(bin.quarantine, p))
+    fatal_misuse(fn, fn == Fn::kRealloc || fn == Fn::kUsableSize ? "pointer to freed memory" : "double free of", p,
+                 "the object is already free (in the quarantine)");
+  *index = i;
+  return s;
+}
+
 // One bin's share of a reporter pass; returns the next deadline.
 uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
   const SizeClass& sc = class_info(cls);
@@ -444,6 +614,10 @@ uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
     // them again for the next one.
     LockGuard bl(bin.lock);
     if (bin.ntransfer) next = drain_transfer(bin, cls, os::now_ms(), cold_ms);
+    if (bin.quarantine) {
+      const uint64_t q = drain_quarantine(bin, cls, os::now_ms(), cold_ms);
+      if (q < next) next = q;
+    }
     if (!bin.dirty) return next;
     while (Slab* s = bin.dirty) {
       scan_remove(bin, s);
@@ -572,8 +746,7 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
     return b.count;
   }
   unsigned got = 0;
-  void* first = nullptr;
-  void** link = &first;
+  Chain link;
   while (got < want) {
     Slab* s = bin.partial;
     if (!s && !(s = new_slab(bin, cls))) break;
@@ -586,8 +759,8 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
       partial_push_warm(bin, s);
     }
   }
-  *link = nullptr;
-  *head = first;
+  if (link.last) link_store(link.last, nullptr);
+  *head = link.first;
   check_bin_if_enabled(bin, cls);
   return got;
 }
@@ -638,8 +811,104 @@ void central_free_one(unsigned cls, void* p) {
   if (dirtied) g.reporter.request();
 }
 
+const char* central_find_free(unsigned cls, const void* p) {
+  const SizeClass& sc = class_info(cls);
+  CentralBin& bin = g.bins[cls];
+  LockGuard bl(bin.lock);
+  for (unsigned t = 0; t < bin.ntransfer; ++t) {
+    const void* x = bin.transfer[t].head;
+    for (uint32_t i = 0; i < bin.transfer[t].count; ++i) {
+      if (!valid_free_object(x, cls)) fatal_corrupt_list(Fn::kFree, x, "a transfer batch");
+      if (x == p) return "the object is already free (in a transfer batch)";
+      x = link_load(x);
+    }
+  }
+  const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if (d.kind != PageKind::kSlab || !d.slab || d.slab->cls != cls) return nullptr;
+  const Slab* s = d.slab;
+  const uint64_t i = static_cast<uint64_t>(static_cast<const char*>(p) - s->start) / sc.size;
+  if (i >= sc.objects) return nullptr;
+  if ((s->bits[i >> 6] >> (i & 63)) & 1) return "the object is already free (in its slab)";
+  if (s->iso_pages & pages_of_object(sc, i)) return "the object is already free (in its slab, being given back)";
+  return nullptr;
+}
+
+void* central_alloc_hardened(unsigned cls) {
+  const SizeClass& sc = class_info(cls);
+  CentralBin& bin = g.bins[cls];
+  void* obj;
+  {
+    LockGuard bl(bin.lock);
+    Slab* s = bin.partial;
+    if (!s && !(s = new_slab(bin, cls))) return nullptr;
+    const bool was_reported = has_reported_objects(s);
+    const uint32_t i = random_free_slot(bin, sc, s);
+    s->bits[i >> 6] &= ~(uint64_t{1} << (i & 63));
+    const uint64_t pages = pages_of_object(sc, i);
+    if (const uint64_t on_reported = pages & s->rep_pages) unreport(bin, s, on_reported);
+    if (hf(kHfZero)) {
+      // A page no object on it has been handed out from since the slab was
+      // made holds whatever the memory held before: zero it now (only free
+      // objects overlap it, so nothing live is touched).
+      for (uint64_t m = pages & ~s->zero_pages; m; m &= m - 1)
+        memset(s->start + (size_t{static_cast<unsigned>(__builtin_ctzll(m))} << kPageShift), 0, kPageSize);
+      s->zero_pages |= pages;
+    }
+    s->nfree--;
+    bin.free_objects--;
+    const uint32_t words = (sc.objects + 63) / 64;
+    while (s->hint < words && !s->bits[s->hint]) ++s->hint;
+    if (s->nfree == 0) {
+      partial_remove(bin, s);
+    } else if (was_reported && !has_reported_objects(s)) {
+      partial_remove(bin, s);
+      partial_push_warm(bin, s);
+    }
+    check_bin_if_enabled(bin, cls);
+    obj = s->start + size_t{i} * sc.size;
+  }
+  if (hf(kHfZero)) check_still_zero(obj, sc.size, Fn::kMalloc, "when it was handed out again");
+  return obj;
+}
+
+void central_free_hardened(unsigned cls, void* p, Fn fn, void (*check)(void* p, unsigned cls, Fn fn, size_t size),
+                           size_t size) {
+  const SizeClass& sc = class_info(cls);
+  CentralBin& bin = g.bins[cls];
+  bool dirtied = false;
+  {
+    const uint64_t now = os::now_ms();
+    LockGuard bl(bin.lock);
+    uint64_t i;
+    live_slab_object(bin, cls, p, fn, &i);
+    check(p, cls, fn, size);
+    if (hf(kHfZero)) memset(p, 0, sc.size);
+    if (Quarantine* q = quarantine_of(bin, cls)) {
+      if (q->count == q->cap) dirtied = quarantine_release(bin, cls, q_pop(q));
+      q_push(q, p, now);
+    } else {
+      dirtied = free_object(bin, cls, p, now);
+    }
+    check_bin_if_enabled(bin, cls);
+  }
+  // The reporter drains the quarantine once its objects are cold (and is
+  // started here if it is not running yet: no lock is held).
+  (void)dirtied;
+  g.reporter.request();
+  g.reporter.maybe_start_thread();
+}
+
+void central_check_live_hardened(unsigned cls, const void* p, Fn fn) {
+  CentralBin& bin = g.bins[cls];
+  LockGuard bl(bin.lock);
+  uint64_t i;
+  live_slab_object(bin, cls, p, fn, &i);
+}
+
 uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released) {
-  uint64_t next = kNever;
+  // The hardened mode's quarantined large blocks first: the buddy's part of
+  // this pass then gives them back.
+  uint64_t next = g.opts.harden ? harden_drain_large(os::now_ms(), cold_ms) : kNever;
   for (unsigned c = 1; c <= kNumClasses; ++c) {
     const uint64_t n = report_bin(c, cold_ms, released);
     if (n < next) next = n;

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "common/lock.h"
+#include "common/log.h"
 #include "front/size_classes.h"
 
 namespace ebb {
@@ -38,6 +39,7 @@ struct Slab {
   Slab* scan_next = nullptr;
   uint64_t rep_pages = 0;  // bit k: page k is given back (not resident)
   uint64_t iso_pages = 0;  // bit k: page k's objects are isolated by the reporter
+  uint64_t zero_pages = 0; // hardened mode: bit k: the object bytes of page k are known to be zero
   bool on_partial = false;
   uint8_t scan_list = 0;  // kNoList, kDirtyList or kScanList
   uint64_t bits[kMaxSlabObjects / 64] = {};  // 1 = free
@@ -53,8 +55,12 @@ struct TransferBatch {
 };
 constexpr unsigned kTransferSlots = 8;
 
+struct Quarantine;
+
 struct alignas(64) CentralBin {
   Mutex lock;
+  Quarantine* quarantine = nullptr;  // hardened mode: freed objects waiting (lazily mapped)
+  uint64_t rng = 0;                  // hardened mode: random slot choice
   TransferBatch transfer[kTransferSlots] = {};  // a stack, newest last
   uint32_t ntransfer = 0;
   uint64_t transfer_objects = 0;
@@ -69,11 +75,12 @@ struct alignas(64) CentralBin {
   uint64_t refaulted_pages = 0;  // reported pages handed out again
 };
 
-// Takes up to `want` objects of class `cls`, linked through their first word;
-// returns how many (0 only when memory is exhausted).
+// Takes up to `want` objects of class `cls`, linked through their first word
+// (encoded, front/free_list.h) and carrying the free key; returns how many
+// (0 only when memory is exhausted).
 unsigned central_alloc_batch(unsigned cls, unsigned want, void** head);
-// Returns `n` objects linked through their first word, ending at nullptr
-// after n. Aborts on a pointer that is not a live object of this class.
+// Returns `n` objects linked through their first word (encoded), ending at
+// nullptr after n. Aborts on a pointer that is not a live object of this class.
 // `freed_at` (0: now) is when the objects were freed, for the pages' stamps:
 // a drained idle cache passes the time it went idle.
 void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0);
@@ -83,6 +90,26 @@ void central_transfer_batch(unsigned cls, void* head, unsigned n);
 // Single-object variants for threads without a cache.
 void* central_alloc_one(unsigned cls);
 void central_free_one(unsigned cls, void* p);
+
+// Whether the small object p of class cls is free in a transfer batch or in
+// its slab: a description of where, or nullptr (takes the bin's lock).
+const char* central_find_free(unsigned cls, const void* p);
+
+// ---- the hardened mode (front/harden.h) ----
+// One object of class `cls` from a random free slot of the first partial
+// slab (objects on resident pages first), its memory verified to hold zeros
+// (a freed object is zeroed; a write after free aborts). nullptr when memory
+// is exhausted.
+void* central_alloc_hardened(unsigned cls);
+// Frees p into the bin's quarantine after checking it is an allocated object
+// (not free in its slab or quarantined: double free), calling `check` (the
+// canary and size checks, which abort) and zeroing it. The oldest object
+// leaves the quarantine for its slab when the quarantine is full (checked
+// to be still zero). `check` runs under the bin lock, before any change.
+void central_free_hardened(unsigned cls, void* p, Fn fn, void (*check)(void* p, unsigned cls, Fn fn, size_t size),
+                           size_t size);
+// The object is live (not free or quarantined); aborts otherwise.
+void central_check_live_hardened(unsigned cls, const void* p, Fn fn);
 
 // The reporter's slab hook (see Reporter::SlabHook).
 uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released);

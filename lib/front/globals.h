@@ -12,7 +12,7 @@
 
 namespace ebb {
 
-// What free()'s fast path reads, on one cache line of its own.
+// What the malloc/free fast paths read, on one cache line of its own.
 struct alignas(64) FastGlobals {
   uintptr_t base = 0;       // heap start (0 until initialised)
   // Heap size so far: (p - base) < extent <=> p in the heap. It only grows
@@ -24,6 +24,9 @@ struct alignas(64) FastGlobals {
   std::atomic<size_t> extent{0};
   uint8_t* page_class = nullptr;
   size_t heap_extent() const { return *reinterpret_cast<const size_t*>(&extent); }
+  // Per-process secrets (front/harden.h), random at start-up:
+  uint64_t free_key = 0;     // word 1 of every small object in a thread cache or transfer batch
+  uint64_t link_secret = 0;  // free-list links are stored as next ^ slot ^ link_secret
 };
 
 struct Globals {

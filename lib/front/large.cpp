@@ -1,11 +1,14 @@
 #include "front/large.h"
 
 #include <cstdint>
+#include <stdlib.h>
+
 #include <cstring>
 
 #include "common/check.h"
 #include "common/log.h"
 #include "front/globals.h"
+#include "front/harden.h"
 #include "front/thread_cache.h"
 #include "os/os.h"
 
@@ -33,6 +36,7 @@ void* large_alloc(size_t size, size_t align, bool zero) {
     PageDesc* d = g.heap.region().descs();
     d[run.idx].kind = PageKind::kLargeHead;
     d[run.idx].npages = run.npages;
+    d[run.idx].flags = 0;
     // Interior pages are not marked: only heads are read (an interior
     // pointer finds no large head and is refused).
     debug_check_heap_locked();
@@ -53,13 +57,38 @@ void* large_alloc(size_t size, size_t align, bool zero) {
 }
 
 namespace {
+// Heap lock held; p is not the start of a live large block. If it lies in
+// one, says so and aborts (the descriptors keep only heads: look back).
+void fatal_if_inside_large(const void* p, Fn fn) {
+  const uint32_t page = g.heap.region().page_index(p);
+  const PageDesc* d = g.heap.region().descs();
+  for (uint32_t k = 0; k <= (kMaxBlockSize >> kPageShift) && k <= page; ++k) {
+    const PageDesc& h = d[page - k];
+    if (h.kind == PageKind::kFreeHead || h.kind == PageKind::kIsolated) return;  // free memory
+    if (h.kind != PageKind::kLargeHead) continue;
+    if (k >= h.npages || (h.flags & kPageNotLive)) return;
+    const char* start = g.heap.region().page_addr(page - k);
+    g.heap.lock().unlock();
+    OutBuf out(2);
+    out.str("ebbmalloc: ").str(fn_invalid_pointer(fn)).str(" ").ptr(p).str(": ");
+    out.u64(static_cast<uint64_t>(static_cast<const char*>(p) - start)).str(" bytes into the large block at ");
+    out.ptr(start).str(", not at its start (aborting)\n");
+    out.flush();
+    abort();
+  }
+}
+
 // Heap lock held. Returns the head descriptor of the large block at p or aborts.
 PageDesc& large_head(const void* p, const char* what) {
   const uint32_t idx = g.heap.region().page_index(p);
   PageDesc& d = g.heap.region().descs()[idx];
-  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || d.kind != PageKind::kLargeHead) {
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || d.kind != PageKind::kLargeHead ||
+      (d.flags & kPageNotLive)) {
     g.heap.lock().unlock();
-    if (d.kind == PageKind::kFreeHead || d.kind == PageKind::kFreeTail || d.kind == PageKind::kIsolated)
+    // (A page of the large path with kind kSlab belonged to a slab that went
+    // back to the heap: its page-class entry is 0.)
+    if (d.kind == PageKind::kFreeHead || d.kind == PageKind::kFreeTail || d.kind == PageKind::kIsolated ||
+        d.kind == PageKind::kSlab || (d.kind == PageKind::kLargeHead && (d.flags & (kPageCached | kPageQuarantined))))
       fatal_pointer(what, p, "double free or pointer to free memory");
     fatal_pointer(what, p, "not a block allocated by ebbmalloc");
   }
@@ -77,20 +106,60 @@ const PageDesc* owned_head(const void* p) {
 }
 }  // namespace
 
-void large_free(void* p) {
+void large_free(void* p, Fn fn) {
   // A valid free owns the block, so its descriptor can be read without the
   // heap lock; anything unexpected takes the checked path below.
-  if (const PageDesc* d = owned_head(p); d && thread_large_put(p, d->npages)) return;
+  const PageDesc& peek = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead) {
+    if (peek.flags) {
+      // In some thread's large-block cache: freed already.
+      if (peek.flags & kPageCached)
+        fatal_misuse(fn, "double free of", p, "the block is already free (in a thread's large-block cache)");
+      // The hardened mode's blocks, guard pages and quarantine.
+      harden_free_large(p, fn, ~size_t{0});
+      return;
+    }
+    if (thread_large_put(p, peek.npages)) return;
+  }
   {
     LockGuard h(g.heap.lock());
-    PageDesc& d = large_head(p, "free(): invalid pointer");
+    const PageDesc& hd = g.heap.region().descs()[g.heap.region().page_index(p)];
+    if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0 || hd.kind != PageKind::kLargeHead)
+      fatal_if_inside_large(p, fn);
+    PageDesc& d = large_head(p, fn_invalid_pointer(fn));
     g.heap.free_pages(g.heap.region().page_index(p), d.npages);
     debug_check_heap_locked();
   }
   g.reporter.maybe_start_thread();
 }
 
+void large_check_live(const void* p, Fn fn) {
+  const PageDesc& peek = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if ((reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0 && peek.kind == PageKind::kLargeHead &&
+      !(peek.flags & kPageCached))
+    return;
+  LockGuard h(g.heap.lock());
+  fatal_if_inside_large(p, fn);
+  large_head(p, fn_invalid_pointer(fn));
+}
+
+void large_set_cached(void* p, bool cached) {
+  PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  d.flags = static_cast<uint8_t>(cached ? d.flags | kPageCached : d.flags & ~kPageCached);
+}
+
+void large_check_size(const void* p, size_t size, Fn fn) {
+  // The caller owns the block: its descriptor can be read without the lock
+  // (a block that is not live is refused by the free that follows).
+  const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  if (d.kind != PageKind::kLargeHead || (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) != 0) return;
+  const uint64_t want = size ? (uint64_t{size} + kPageSize - 1) >> kPageShift : 1;
+  if (d.npages < want || d.npages - want > want / 8)
+    fatal_size_mismatch(fn, p, size, (uint64_t{d.npages} << kPageShift) - kPageSize + 1, uint64_t{d.npages} << kPageShift);
+}
+
 void large_release(void* p, uint32_t npages, uint64_t freed_at) {
+  large_set_cached(p, false);
   {
     LockGuard h(g.heap.lock());
     g.heap.free_pages(g.heap.region().page_index(p), npages, false, freed_at);
@@ -131,6 +200,11 @@ namespace {
 struct HugeSlot {
   uintptr_t addr;  // 0 = empty
   size_t size;
+  // The hardened mode's guard pages around the mapping (0 otherwise) and
+  // the requested size.
+  uint32_t lead;
+  uint32_t trail;
+  size_t req;
 };
 
 constinit Mutex g_huge_lock;
@@ -185,11 +259,11 @@ void table_erase(size_t i) {
   }
 }
 
-bool table_insert(uintptr_t a, size_t size) {
+bool table_insert(uintptr_t a, size_t size, uint32_t lead = 0, uint32_t trail = 0, size_t req = 0) {
   if ((g_count + 1) * 2 > g_cap && !table_grow()) return false;
   size_t j = slot_of(a);
   while (g_slots[j].addr) j = (j + 1) & (g_cap - 1);
-  g_slots[j] = HugeSlot{a, size};
+  g_slots[j] = HugeSlot{a, size, lead, trail, req};
   g_count++;
   g_huge_bytes += size;
   return true;
@@ -210,16 +284,65 @@ void* huge_alloc(size_t size, size_t align) {
   return p;
 }
 
-bool huge_free(void* p) {
-  size_t size;
+void* huge_alloc_guarded(size_t size, size_t align) {
+  const size_t map_size = align_up(size ? size : 1, kPageSize);
+  if (map_size < size || map_size > SIZE_MAX - 2 * kPageSize) return nullptr;
+  // A guard page before the block (unless that would break its alignment)
+  // and one after it.
+  const uint32_t lead = align <= kPageSize ? kPageSize : 0;
+  const uint32_t trail = kPageSize;
+  char* base = static_cast<char*>(os::map_aligned(lead + map_size + trail, align < kPageSize ? kPageSize : align));
+  if (!base) return nullptr;
+  char* p = base + lead;
+  if (hf(kHfGuards)) {
+    if (lead) os::protect(base, lead, false);
+    os::protect(p + map_size, trail, false);
+  }
+  harden_write_canary(p, size, map_size);
+  LockGuard h(g_huge_lock);
+  if (!table_insert(reinterpret_cast<uintptr_t>(p), map_size, lead, trail, size)) {
+    os::unmap(base, lead + map_size + trail);
+    return nullptr;
+  }
+  return p;
+}
+
+bool huge_free(void* p, Fn fn, size_t size) {
+  HugeSlot slot;
   {
     LockGuard h(g_huge_lock);
     const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
     if (i == g_cap) return false;
-    size = g_slots[i].size;
+    slot = g_slots[i];
+    if (slot.lead || slot.trail) {
+      // Hardened: the canary after the requested size, the exact size.
+      harden_check_canary(p, slot.req, slot.size, fn);
+      if (size != ~size_t{0} && size != slot.req) fatal_size_mismatch(fn, p, size, slot.req, slot.req);
+    }
     table_erase(i);
   }
-  os::unmap(p, size);
+  os::unmap(static_cast<char*>(p) - slot.lead, slot.lead + slot.size + slot.trail);
+  return true;
+}
+
+size_t huge_requested(const void* p) {
+  LockGuard h(g_huge_lock);
+  const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+  if (i == g_cap) return 0;
+  if (g_slots[i].lead || g_slots[i].trail) harden_check_canary(p, g_slots[i].req, g_slots[i].size, Fn::kUsableSize);
+  return g_slots[i].req ? g_slots[i].req : ~size_t{0};  // (~0: a zero-byte request)
+}
+
+bool huge_check_size(const void* p, size_t size, Fn fn) {
+  LockGuard h(g_huge_lock);
+  const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+  if (i == g_cap) return false;
+  const size_t want = align_up(size ? size : 1, kPageSize);
+  if (want != g_slots[i].size || want < size) {
+    const size_t have = g_slots[i].size;
+    g_huge_lock.unlock();
+    fatal_size_mismatch(fn, p, size, have - kPageSize + 1, have);
+  }
   return true;
 }
 
@@ -241,6 +364,21 @@ void* huge_realloc(void* p, size_t new_size) {
   table_erase(i);
   table_insert(reinterpret_cast<uintptr_t>(q), map_size);  // cannot fail: one slot was freed
   return q;
+}
+
+bool huge_describe_fault(const void* a, const void** block, const char** what) {
+  // From a signal handler: no lock (a torn read can only name nothing).
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a);
+  for (size_t i = 0; i < g_cap; ++i) {
+    const HugeSlot s = g_slots[i];
+    if (!s.addr || !(s.lead || s.trail)) continue;
+    if (x < s.addr && x >= s.addr - s.lead) *what = "a guard page before the huge block at";
+    else if (x >= s.addr + s.size && x < s.addr + s.size + s.trail) *what = "a guard page after the huge block at";
+    else continue;
+    *block = reinterpret_cast<const void*>(s.addr);
+    return true;
+  }
+  return false;
 }
 
 void huge_totals(uint64_t* bytes, uint64_t* count) {

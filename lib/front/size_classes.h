@@ -57,25 +57,21 @@ constexpr SizeClass make_class(unsigned c) {
   sc.magic = static_cast<uint32_t>(((uint64_t{1} << 32) + sc.size - 1) / sc.size);
   return sc;
 }
+// One byte per 16-byte step up to kSmallMax (2 KiB): a lookup with no
+// branch on the size (the fast path's; only the entries of sizes in use are
+// ever in the CPU's caches).
 struct ClassTable {
   SizeClass c[kNumClasses + 1];
-  uint8_t by16[1024 / 16 + 1];     // size <= 1024: index (size+15)/16
-  uint8_t by128[kSmallMax / 128 + 1];  // size <= 32 KiB: index (size+127)/128
+  uint8_t by16[kSmallMax / 16 + 1];  // index (size+15)/16
 };
 constexpr ClassTable make_table() {
   ClassTable t{};
   for (unsigned c = 0; c <= kNumClasses; ++c) t.c[c] = make_class(c);
   unsigned c = 1;
-  for (unsigned i = 0; i <= 1024 / 16; ++i) {
+  for (unsigned i = 0; i <= kSmallMax / 16; ++i) {
     const uint32_t sz = i * 16;
     while (t.c[c].size < sz) ++c;
     t.by16[i] = static_cast<uint8_t>(i == 0 ? 1 : c);
-  }
-  c = 1;
-  for (unsigned i = 0; i <= kSmallMax / 128; ++i) {
-    const uint32_t sz = i * 128;
-    while (t.c[c].size < sz) ++c;
-    t.by128[i] = static_cast<uint8_t>(i == 0 ? 1 : c);
   }
   return t;
 }
@@ -85,9 +81,7 @@ inline constexpr detail::ClassTable kClasses = detail::make_table();
 static_assert(detail::class_size(kNumClasses) == kSmallMax, "largest class is kSmallMax");
 
 // Precondition: size <= kSmallMax.
-EBB_INLINE unsigned size_class(size_t size) {
-  return size <= 1024 ? kClasses.by16[(size + 15) >> 4] : kClasses.by128[(size + 127) >> 7];
-}
+EBB_INLINE unsigned size_class(size_t size) { return kClasses.by16[(size + 15) >> 4]; }
 EBB_INLINE const SizeClass& class_info(unsigned c) { return kClasses.c[c]; }
 
 }  // namespace ebb

@@ -1,11 +1,13 @@
 #include "front/thread_cache.h"
 
+#include <errno.h>
 #include <pthread.h>
 
 #include "common/check.h"
 #include "common/log.h"
 #include "front/central.h"
 #include "front/globals.h"
+#include "front/harden.h"
 #include "front/large.h"
 #include "front/meta_pool.h"
 #include "os/os.h"
@@ -27,6 +29,12 @@ constinit MetaPool<ThreadCache> g_cache_pool;
 pthread_key_t g_key;
 constinit bool g_key_ok = false;
 
+// A list's capacity (slow start: grow_bin), and its length. The hardened
+// mode keeps nothing in thread caches (capacity 0): its checks are all on
+// the slow paths (front/harden.h).
+uint32_t bin_max(const ThreadCache* tc, unsigned cls) { return tc->max[cls]; }
+uint32_t bin_count(const ThreadCache* tc, unsigned cls) { return tc->max[cls] - tc->bins[cls].room; }
+
 void registry_link(ThreadCache* tc) {
   LockGuard r(g_registry_lock);
   tc->reg_prev = nullptr;
@@ -46,18 +54,45 @@ void registry_unlink(ThreadCache* tc) {
 // The cache's mutex held (or the cache otherwise exclusive). Returns all but
 // `keep` objects of a bin to the central bin; `freed_at` as in
 // central_free_batch; `transfer`: an overflow, offered to the transfer cache.
+// Every link walked is checked to stay in the heap before it is followed
+// (a write after free would otherwise send the walk anywhere); the slabs
+// check the objects themselves (central_free_batch), a refill the head of a
+// transfer batch.
 void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0, bool transfer = false) {
   Bin& b = tc->bins[cls];
-  if (b.count <= keep) return;
-  const uint32_t n = b.count - keep;
+  const uint32_t count = bin_count(tc, cls);
+  if (count <= keep) return;
+  const uint32_t n = count - keep;
   void* head = b.head;
   void* last = head;
-  for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
-  b.head = *static_cast<void**>(last);
-  b.count = keep;
-  *static_cast<void**>(last) = nullptr;  // the batch ends here (a transfer batch is a cache's bin later)
+  if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
+  for (uint32_t i = 1; i < n; ++i) {
+    last = link_load(last);
+    if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
+  }
+  b.head = link_load(last);
+  b.room = bin_max(tc, cls) - keep;
+  link_store(last, nullptr);  // the batch ends here (a transfer batch is a cache's bin later)
   if (transfer) central_transfer_batch(cls, head, n);
   else central_free_batch(cls, head, n, freed_at);
+}
+
+// The bin holds p (its `count` objects are walked, each checked).
+bool bin_contains(const ThreadCache* tc, const void* p, unsigned cls) {
+  const void* x = tc->bins[cls].head;
+  for (uint32_t i = 0, n = bin_count(tc, cls); i < n; ++i) {
+    if (!valid_free_object(x, cls)) fatal_corrupt_list(Fn::kFree, x, "a thread cache's list");
+    if (x == p) return true;
+    x = link_load(x);
+  }
+  return false;
+}
+
+// The descriptor flag that marks a large block as held by a cache (large.cpp
+// has the same, for its own callers; inline here, where it is hot).
+EBB_INLINE void mark_cached(void* p, bool cached) {
+  PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(p)];
+  d.flags = static_cast<uint8_t>(cached ? d.flags | kPageCached : d.flags & ~kPageCached);
 }
 
 // The cache's mutex held. Removes large slot i.
@@ -71,9 +106,12 @@ LargeSlot large_remove(ThreadCache* tc, unsigned i) {
 
 // A slow-path call on a bin: the class is in use, let the cache hold more
 // of it (slow start, as tcmalloc's per-class list lengths).
-void grow_bin(Bin& b, unsigned cls) {
-  const uint32_t cap = class_info(cls).cache_max;
-  if (b.max < cap) b.max = b.max * 2 < cap ? b.max * 2 : cap;
+void grow_bin(ThreadCache* tc, unsigned cls) {
+  const uint32_t cap = class_info(cls).cache_max, m = tc->max[cls];
+  if (m == 0 || m >= cap) return;  // (0: the hardened mode)
+  const uint32_t grown = m * 2 < cap ? m * 2 : cap;
+  tc->bins[cls].room += grown - m;
+  tc->max[cls] = grown;
 }
 
 // `idle`: the reporter drains a thread that went idle; when it comes back,
@@ -81,7 +119,7 @@ void grow_bin(Bin& b, unsigned cls) {
 void flush_all(ThreadCache* tc, uint64_t freed_at = 0, bool idle = false) {
   for (unsigned c = 1; c <= kNumClasses; ++c) {
     flush_bin(tc, c, 0, freed_at);
-    if (idle) tc->bins[c].max = class_info(c).cache_init;
+    if (idle && tc->max[c]) tc->bins[c].room = tc->max[c] = class_info(c).cache_init;
   }
   while (tc->large_count) {
     const LargeSlot s = large_remove(tc, tc->large_count - 1);
@@ -99,8 +137,11 @@ void bump_epoch(ThreadCache* tc, bool stamp = true) {
 
 uint64_t cache_bytes(const ThreadCache* tc) {
   uint64_t bytes = uint64_t{__atomic_load_n(&tc->large_pages, __ATOMIC_RELAXED)} << kPageShift;
-  for (unsigned c = 1; c <= kNumClasses; ++c)
-    bytes += uint64_t{__atomic_load_n(&tc->bins[c].count, __ATOMIC_RELAXED)} * class_info(c).size;
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    const uint32_t room = __atomic_load_n(&tc->bins[c].room, __ATOMIC_RELAXED);
+    const uint32_t max = __atomic_load_n(&tc->max[c], __ATOMIC_RELAXED);
+    bytes += uint64_t{max > room ? max - room : 0u} * class_info(c).size;
+  }
   return bytes;
 }
 
@@ -153,7 +194,7 @@ ThreadCache* thread_init() {
     t_state = ThreadState::kNone;
     return nullptr;
   }
-  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].max = class_info(c).cache_init;
+  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].room = tc->max[c] = g.opts.harden ? 0 : class_info(c).cache_init;
   registry_link(tc);
   // Registers the exit destructor; for early keys this never allocates,
   // and if it does the allocation is served uncached (kSetup).
@@ -209,27 +250,37 @@ void thread_cache_global_init() {
   os::membarrier_available();
 }
 
-void* malloc_small_slow(unsigned cls) {
+namespace {
+void* malloc_small_slow_impl(size_t size, unsigned cls) {
+  (void)size;
   ThreadCache* tc = my_cache();
   if (!tc) {
     if (!ensure_init()) return nullptr;
-    return central_alloc_one(cls);
+    void* p = central_alloc_one(cls);
+    if (p) key_word(p) = 0;
+    return p;
   }
   void* p = nullptr;
   {
     LockGuard m(tc->mutex);  // waits for a drain in progress
     Bin& b = tc->bins[cls];
-    grow_bin(b, cls);
+    // The fast path comes here with an empty list, or with a head that is
+    // not in the heap: a link overwritten while its object was free.
+    if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "this thread's cache");
+    grow_bin(tc, cls);
     if (!b.head) {
       // A refill takes what an overflow flushes (max - max/2), so batches
       // pass whole through the transfer cache.
-      const unsigned want = b.max - b.max / 2;
-      b.count = central_alloc_batch(cls, want, &b.head);
+      const unsigned max = bin_max(tc, cls);
+      const unsigned want = max - max / 2;
+      b.room = max - central_alloc_batch(cls, want, &b.head);
+      if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "a transfer batch");
     }
     if (b.head) {
       p = b.head;
-      b.head = *static_cast<void**>(p);
-      b.count--;
+      b.head = link_load(p);
+      key_word(p) = 0;
+      b.room++;
     }
     bump_epoch(tc);
   }
@@ -237,28 +288,100 @@ void* malloc_small_slow(unsigned cls) {
   g.reporter.maybe_start_thread();
   return p;
 }
+}  // namespace
 
-void free_small_slow(void* p, unsigned cls) {
+void* malloc_small_slow(size_t size) {
+  if (EBB_UNLIKELY(!ensure_init())) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (g.opts.harden) return harden_malloc(size);
+  void* p = malloc_small_slow_impl(size, size_class(size));
+  // The heap cannot grow (address space taken or used up): a mapping of its
+  // own, as for a large block; NULL and ENOMEM only if that fails too.
+  if (EBB_UNLIKELY(!p) && !(p = huge_alloc(size ? size : 1, 0))) errno = ENOMEM;
+  return p;
+}
+
+// Where the small object p of class cls is free, if anywhere: a thread's
+// cache, a transfer batch or its slab (nullptr: it is live). Called when
+// p's word 1 holds the free key, with no allocator lock held. The calling
+// thread's own list is walked first (the usual double frees, immediate or
+// interleaved, are found there without disturbing other threads); then
+// everything at once: the registry lock, every cache's mutex, other threads
+// stopped at their next fast-path call the way an idle-cache drain stops
+// them (drain_req + membarrier, then waiting for `busy` to drop), and the
+// bin's lock for its transfer batches and the slab's bitmap.
+const char* find_free_small(const void* p, unsigned cls) {
+  ThreadCache* mine = t_cache == &g_empty_cache ? nullptr : t_cache;
+  if (mine) {
+    LockGuard m(mine->mutex);
+    if (bin_contains(mine, p, cls)) return "the object is already free (in this thread's cache)";
+  }
+  LockGuard r(g_registry_lock);
+  bool stopped = os::membarrier_available();
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    tc->mutex.lock();
+    if (tc != mine && stopped) tc->drain_req.store(1, std::memory_order_relaxed);
+  }
+  if (stopped) stopped = os::membarrier();
+  const char* where = nullptr;
+  for (ThreadCache* tc = g_registry; tc && !where; tc = tc->reg_next) {
+    if (tc != mine) {
+      // Without membarrier another thread's list cannot be read safely: its
+      // objects are then found only when they reach their slab.
+      if (!stopped) continue;
+      while (tc->busy.load(std::memory_order_acquire)) __builtin_ia32_pause();
+    }
+    if (bin_contains(tc, p, cls))
+      where = tc == mine ? "the object is already free (in this thread's cache)"
+                         : "the object is already free (in another thread's cache)";
+  }
+  if (!where) where = central_find_free(cls, p);
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    if (tc != mine) tc->drain_req.store(0, std::memory_order_release);
+    tc->mutex.unlock();
+  }
+  return where;
+}
+
+void free_small_slow(void* p, Fn fn, size_t size) {
+  if (g.opts.harden) {
+    harden_free_small(p, fn, size);
+    return;
+  }
+  const unsigned cls = page_class_of(p);
+  // Before anything changes: a double free aborts here.
+  if (has_free_key(p)) {
+    if (const char* where = find_free_small(p, cls)) fatal_misuse(fn, "double free of", p, where);
+  }
   ThreadCache* tc = my_cache();
   if (!tc) {
-    central_free_one(cls, p);
+    central_free_one(cls, p);  // its slab's bitmap catches a double free
     return;
   }
   {
     LockGuard m(tc->mutex);
     Bin& b = tc->bins[cls];
-    if (b.head == p) fatal_pointer("free(): double free of", p, "the object is already free");
-    if (b.count >= b.max) {
-      flush_bin(tc, cls, b.max / 2, 0, /*transfer=*/true);
-      grow_bin(b, cls);
+    if (b.room == 0) {
+      flush_bin(tc, cls, bin_max(tc, cls) / 2, 0, /*transfer=*/true);
+      grow_bin(tc, cls);
     }
-    *static_cast<void**>(p) = b.head;
+    link_store(p, b.head);
+    key_word(p) = g_fast.free_key;
     b.head = p;
-    b.count++;
+    b.room--;
     bump_epoch(tc);
   }
   note_activity(tc, /*adds=*/true);
   g.reporter.maybe_start_thread();
+}
+
+void check_small_live(const void* p, unsigned cls, Fn fn) {
+  if (!object_start(p, cls)) fatal_not_object_start(fn, p);
+  if (has_free_key(p)) {
+    if (const char* where = find_free_small(p, cls)) fatal_misuse(fn, "pointer to freed memory", p, where);
+  }
 }
 
 void* thread_large_take(uint32_t npages) {
@@ -270,7 +393,9 @@ void* thread_large_take(uint32_t npages) {
     const uint32_t n = tc->large[i].npages;
     if (n >= npages && n - npages <= npages / 8) {
       bump_epoch(tc, false);
-      return large_remove(tc, i).p;
+      void* p = large_remove(tc, i).p;
+      mark_cached(p, false);
+      return p;
     }
   }
   return nullptr;
@@ -282,8 +407,11 @@ bool thread_large_put(void* p, uint32_t npages) {
   if (!tc) return false;
   {
     LockGuard m(tc->mutex);
+    // (A block in any thread's cache is marked in its descriptor, which
+    // large_free checked; this catches what slipped past a racy look.)
     for (unsigned i = 0; i < tc->large_count; ++i)
       if (tc->large[i].p == p) fatal_pointer("free(): double free of", p, "the block is already free");
+    mark_cached(p, true);
     // Make room: the oldest blocks go back to the heap.
     while (tc->large_count == kLargeSlots || (tc->large_count && tc->large_pages + npages > kLargeCacheCapPages)) {
       const LargeSlot s = large_remove(tc, 0);

@@ -19,15 +19,27 @@
 
 #include "common/config.h"
 #include "common/lock.h"
+#include "common/log.h"
+#include "front/free_list.h"
 #include "front/size_classes.h"
 
 namespace ebb {
 
+// One size class of a thread cache: a list of free objects linked through
+// their first word (encoded, see front/free_list.h), and the constants of
+// the object-start check free() makes, kept here on the same cache line.
+// `room`: how many more objects the list takes (its capacity, bin_max() in
+// thread_cache.cpp, minus its length), so free()'s fast path tests one
+// field; 0 in the shared empty cache, and in every cache in the hardened
+// mode, whose objects never stay in a thread cache.
 struct Bin {
   void* head = nullptr;
-  uint32_t count = 0;
-  uint32_t max = 0;
+  uint64_t chk_mul = 0;
+  uint64_t chk_lim = 0;
+  uint32_t chk_mask = 0;
+  uint32_t room = 0;
 };
+static_assert(sizeof(Bin) == 32, "a bin is half a cache line");
 
 // Large blocks (above the small classes, up to kLargeCacheMaxPages) that a
 // thread freed, kept for its next large malloc of about the same size: a
@@ -43,6 +55,13 @@ struct LargeSlot {
 };
 
 struct alignas(64) ThreadCache {
+  constexpr ThreadCache() {
+    for (unsigned c = 1; c <= kNumClasses; ++c) {
+      bins[c].chk_mul = kObjChecks.c[c].mul;
+      bins[c].chk_lim = kObjChecks.c[c].lim;
+      bins[c].chk_mask = kObjChecks.c[c].mask;
+    }
+  }
   std::atomic<uint32_t> busy{0};
   std::atomic<uint32_t> drain_req{0};
   Bin bins[kNumClasses + 1];
@@ -51,6 +70,7 @@ struct alignas(64) ThreadCache {
   LargeSlot large[kLargeSlots] = {};  // oldest first (mutex)
   uint32_t large_count = 0;
   uint32_t large_pages = 0;
+  uint32_t max[kNumClasses + 1] = {};  // each bin's capacity (slow start; mutex)
   std::atomic<uint32_t> epoch{0};     // bumped by every slow-path operation
   std::atomic<uint64_t> last_ms{0};   // when the last slow-path operation ran
   uint32_t seen_epoch = 0;            // reporter's view (registry lock)
@@ -65,49 +85,72 @@ enum class ThreadState : uint8_t { kNone = 0, kActive, kSetup, kExited };
 extern constinit ThreadCache g_empty_cache;
 extern constinit thread_local ThreadCache* t_cache __attribute__((tls_model("initial-exec")));
 
-void* malloc_small_slow(unsigned cls);
-void free_small_slow(void* p, unsigned cls);
+// `size` is the request (its class is computed again: the fast path keeps
+// one register fewer). Sets errno to ENOMEM when it returns nullptr.
+void* malloc_small_slow(size_t size);
+// `size`: what a sized free says the object's size is, or kNoSize. (The
+// class is looked up again: the fast path keeps one register fewer.)
+constexpr size_t kNoSize = ~size_t{0};
+void free_small_slow(void* p, Fn fn, size_t size);
 
 EBB_INLINE void* malloc_small(size_t size) {
-  const unsigned cls = size_class(size);
+  const size_t cls = size_class(size);
   ThreadCache* tc = t_cache;
   tc->busy.store(1, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   // drain_req is read before the bin: a drain that completes in between is
   // then seen in full (its flush is ordered before drain_req returns to 0).
   if (EBB_LIKELY(tc->drain_req.load(std::memory_order_acquire) == 0)) {
-    Bin& b = tc->bins[cls];
-    void* p = b.head;
-    if (EBB_LIKELY(p != nullptr)) {
-      b.head = *static_cast<void**>(p);
-      b.count--;
+    Bin* b = &tc->bins[cls];
+    asm("" : "+r"(b));  // one bin address (see free_small)
+    void* p = b->head;
+    // An empty list (nullptr) and a link a stray write redirected outside
+    // the heap both fail this; the slow path tells them apart.
+    if (EBB_LIKELY(in_heap(p))) {
+      b->head = link_load(p);
+      key_word(p) = 0;  // live objects never carry the free key
+      b->room++;
       tc->busy.store(0, std::memory_order_release);
       return p;
     }
   }
   tc->busy.store(0, std::memory_order_release);
-  return malloc_small_slow(cls);
+  return malloc_small_slow(size);
 }
 
-// `cls` comes from the page-class map.
-EBB_INLINE void free_small(void* p, unsigned cls) {
+// `cls` comes from the page-class map: p is in a slab page of that class.
+template <Fn kFn = Fn::kFree>
+EBB_INLINE void free_small(void* p, unsigned cls, size_t size = kNoSize) {
   ThreadCache* tc = t_cache;
+  Bin* b = &tc->bins[cls];
+  asm("" : "+r"(b));  // one bin address, not recomputed for each field (GCC 12 does)
+  // Interior, unaligned and past-the-last-object pointers; the constants
+  // never change, so they are read before `busy`.
+  if (EBB_UNLIKELY(!object_start(reinterpret_cast<uintptr_t>(p), b->chk_mask, b->chk_mul, b->chk_lim)))
+    fatal_not_object_start(kFn, p);
   tc->busy.store(1, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (EBB_LIKELY(tc->drain_req.load(std::memory_order_acquire) == 0)) {
-    Bin& b = tc->bins[cls];
-    // b.head != p catches the most common double free (free(p); free(p)).
-    if (EBB_LIKELY(b.count < b.max && b.head != p)) {
-      *static_cast<void**>(p) = b.head;
-      b.head = p;
-      b.count++;
+    // Word 1 holding the free key: probably a double free (the slow path
+    // decides). This also covers free(p); free(p) at the head.
+    const uint64_t key = g_fast.free_key;
+    uint32_t room;
+    if (EBB_LIKELY(!__builtin_sub_overflow(b->room, 1u, &room) && key_word(p) != key)) {
+      link_store(p, b->head);
+      key_word(p) = key;
+      b->head = p;
+      b->room = room;
       tc->busy.store(0, std::memory_order_release);
       return;
     }
   }
   tc->busy.store(0, std::memory_order_release);
-  free_small_slow(p, cls);
+  free_small_slow(p, kFn, size);
 }
+
+// A small object the program still uses (realloc, malloc_usable_size): an
+// object start, and not free (aborts otherwise).
+void check_small_live(const void* p, unsigned cls, Fn fn);
 
 // The calling thread's cached large block of at least `npages` pages (and at
 // most 1/8 more), or nullptr.

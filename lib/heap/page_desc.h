@@ -32,8 +32,21 @@ struct PageDesc {
   uint32_t npages;  // large head: pages in use
   uint8_t order;    // free / isolated head: buddy order
   PageKind kind;
-  uint8_t pad_[6];  // (whether a page is resident: HeapRegion::reported())
+  uint8_t flags;    // large head: kPageCached | kPageGuard*
+  uint8_t pad_[5];  // (whether a page is resident: HeapRegion::reported())
 };
+// A large block freed into a thread's large-block cache (so a second free,
+// from any thread, is a double free).
+constexpr uint8_t kPageCached = 1;
+// The hardened mode (front/harden.h): a large block with guard pages and a
+// canary (`stamp` holds the requested size), the block of a leading guard
+// page, a block whose guard page comes first, a freed block in quarantine.
+constexpr uint8_t kPageHardened = 2;
+constexpr uint8_t kPageGuardPage = 4;
+constexpr uint8_t kPageLeadGuard = 8;
+constexpr uint8_t kPageQuarantined = 16;
+// What large_free must not take for a live block.
+constexpr uint8_t kPageNotLive = kPageCached | kPageGuardPage | kPageQuarantined;
 static_assert(sizeof(PageDesc) == 32, "descriptors are kept at 32 bytes");
 
 }  // namespace ebb

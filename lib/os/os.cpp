@@ -28,6 +28,12 @@ struct ErrnoSaver {
 };
 }  // namespace
 
+void* reserve(size_t size) {
+  ErrnoSaver keep;
+  void* p = mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
 int commit(void* p, size_t size) {
   if (g_hooks.commit) return g_hooks.commit(p, size);
   ErrnoSaver keep;
@@ -137,6 +143,26 @@ bool membarrier() {
   if (!membarrier_available()) return false;
   ErrnoSaver keep;
   return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+uint64_t random_u64() {
+  ErrnoSaver keep;
+  uint64_t v = 0;
+  if (syscall(SYS_getrandom, &v, sizeof(v), 0x1 /* GRND_NONBLOCK */) == static_cast<long>(sizeof(v)) && v) return v;
+  // splitmix64 of whatever differs between processes and runs.
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t x = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 32) ^
+               reinterpret_cast<uintptr_t>(&v) ^ (static_cast<uint64_t>(getpid()) << 48) ^ __builtin_ia32_rdtsc();
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+int protect(void* p, size_t size, bool rw) {
+  ErrnoSaver keep;
+  return mprotect(p, size, rw ? PROT_READ | PROT_WRITE : PROT_NONE) == 0 ? 0 : errno;
 }
 
 int gettid() { return static_cast<int>(syscall(SYS_gettid)); }

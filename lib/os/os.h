@@ -22,6 +22,8 @@ struct Hooks {
 };
 extern Hooks g_hooks;
 
+// Address space with no access (PROT_NONE, not counted as memory).
+void* reserve(size_t size);
 // Maps fresh read/write memory at exactly [p, p+size), never over another
 // mapping (MAP_FIXED_NOREPLACE): 0, EEXIST if anything is in the way,
 // ENOMEM when out of memory or address space (RLIMIT_AS).
@@ -37,6 +39,11 @@ int advise_free(void* p, size_t size, bool lazy);
 // with one system call. EINVAL on kernels before 5.14.
 int populate_write(void* p, size_t size);
 uint64_t now_ms();
+// 64 random bits from the kernel (getrandom, non-blocking); early in boot or
+// without the call, a mix of the clock, the stack address and the pid.
+uint64_t random_u64();
+// mprotect to read/write (rw) or no access: 0 or errno.
+int protect(void* p, size_t size, bool rw);
 
 // Futex on a 32-bit word; timeout_ms < 0 waits for ever.
 void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ms);

@@ -17,6 +17,7 @@
 // Exit status: 0 when every run passed; 1 when any run failed (crash,
 // non-zero exit, missing or wrong verification line) or nothing could run;
 // 2 for usage errors (nothing was run then).
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -54,7 +55,8 @@ constexpr const char* kUsage =
     "usage: compare [--alloc A,B,...] [--runs N] [--scale F] [--workloads W,...]\n"
     "               [--micro|--no-micro] [--reporter-cost|--no-reporter-cost]\n"
     "               [--results FILE.md] [--plot FILE.svg] [--interval MS]\n"
-    "               [--micro-min-time S] [--timeout S] [--install] [--quick]\n"
+    "               [--micro-min-time S] [--timeout S] [--env ALLOC:VAR=VALUE]\n"
+    "               [--install] [--quick]\n"
     "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
     "workloads:  phase, churn, fragment, server, bigalloc (default: all)\n"
     "--quick: tiny sizes and short idles (a smoke test, not a measurement)\n";
@@ -93,6 +95,9 @@ struct Config {
   bool quick = false;
   bool install = false;
   std::string results, plot;
+  // --env ALLOC:VAR=VALUE (ALLOC may be "all"): extra variables for that
+  // allocator's runs, as in ebbrun.
+  std::vector<std::pair<std::string, m::EnvVar>> env;
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -192,6 +197,20 @@ Config parse_args(int argc, char** argv) {
       std::string err = m::writable_error(v);
       if (!err.empty()) usage_error(name + ": " + err);
       (name == "--results" ? c.results : c.plot) = v;
+    } else if (name == "--env") {
+      // ALLOC:VAR=VALUE (VALUE may be empty and may contain ':' and '=').
+      std::string spec = need_value();
+      size_t colon = spec.find(':'), eq = spec.find('=', colon == std::string::npos ? 0 : colon);
+      if (colon == std::string::npos || eq == std::string::npos)
+        usage_error("--env needs ALLOC:VAR=VALUE, got '" + spec + "'");
+      std::string alloc = spec.substr(0, colon), var = spec.substr(colon + 1, eq - colon - 1);
+      static const auto known = m::known_allocators();
+      if (alloc != "all" && !m::find_allocator(known, alloc))
+        usage_error("--env: unknown allocator '" + alloc + "' (or use 'all')");
+      bool ok = !var.empty() && !isdigit(static_cast<unsigned char>(var[0]));
+      for (char ch : var) ok = ok && (isalnum(static_cast<unsigned char>(ch)) || ch == '_');
+      if (!ok) usage_error("--env: bad variable name '" + var + "'");
+      c.env.push_back({alloc, {var, spec.substr(eq + 1)}});
     } else {
       usage_error("unknown option or argument '" + a + "'");
     }
@@ -788,6 +807,9 @@ int main(int argc, char** argv) {
   // Allocators: the requested ones that are installed, plus ebb without its
   // reporter for --reporter-cost.
   std::vector<m::Allocator> known = m::known_allocators();
+  for (const auto& [alloc, var] : c.env)
+    for (auto& a : known)
+      if (alloc == "all" || a.name == alloc) a.env.push_back(var);
   std::vector<const m::Allocator*> wanted = m::select_allocators(known, c.allocs);
   if (c.install && !m::install_allocators(wanted, "compare")) return 1;
   std::vector<const m::Allocator*> allocs;

@@ -68,6 +68,9 @@ usage)
   run --workloads phase,x; expect_rc 2
   mkdir d; run --results d; expect_rc 2
   run --quick=1;           expect_rc 2
+  run --env ebb;           expect_rc 2
+  run --env nope:X=1;      expect_rc 2
+  run --env ebb:1X=1;      expect_rc 2
   run --help;              expect_rc 0; expect_out "usage: compare"
   ;;
 *)
