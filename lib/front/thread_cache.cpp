@@ -485,6 +485,9 @@ uint64_t thread_cache_bytes(uint64_t* ncaches) {
 }
 
 bool worth_reporting() {
+  // The hardened mode's quarantines must be drained within a bounded time,
+  // whatever they hold: any free there wants the thread.
+  if (g.opts.harden) return true;
   const uint64_t mark = uint64_t{g.opts.report_mark_kb} << 10;
   uint64_t free = g.heap.buddy().warm_reportable_pages_racy() << kPageShift;
   if (free >= mark) return true;
