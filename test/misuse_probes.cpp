@@ -396,7 +396,14 @@ int sz_delete_aligned(size_t n, size_t align, size_t given, size_t given_align) 
 }
 int sz_delete_align_only(size_t n, size_t align, size_t given_align) {
   touch(::operator new(n, std::align_val_t(align)));
-  void* p = opaque(::operator new(n, std::align_val_t(align)));
+  // A block that happens to be aligned to given_align too (1 in
+  // given_align/align, the hardened mode's slots are random) would make the
+  // delete right after all: take one that is not (the others stay live).
+  void* p = nullptr;
+  for (int i = 0; i < 64; ++i) {
+    p = opaque(::operator new(n, std::align_val_t(align)));
+    if (reinterpret_cast<uintptr_t>(p) & (given_align - 1)) break;
+  }
   ::operator delete(p, std::align_val_t(given_align));
   return aftermath(n);
 }
