@@ -21,7 +21,7 @@ constinit Globals g;
 
 namespace {
 
-void notify_reporter() { g.reporter.request(); }
+void notify_reporter() { g.reporter.request_now(); }
 
 bool do_init() {
   parse_options(&g.opts);

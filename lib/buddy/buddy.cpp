@@ -251,6 +251,31 @@ unsigned Buddy::isolate_cold(unsigned order, uint64_t now, uint64_t cold_ms, uin
   return n;
 }
 
+bool Buddy::cold_cutoff(uint64_t budget, uint64_t newest, unsigned max_blocks, uint64_t* cutoff) const {
+  // One cursor per order at its coldest warm block; take the oldest of the
+  // cursors until the budget is covered.
+  uint32_t cur[kNumOrders];
+  for (unsigned o = 0; o < kNumOrders; ++o) {
+    const Area& a = area_[o];
+    cur[o] = o < report_order_ ? kNil : (a.boundary != kNil ? d(a.boundary).link.prev : a.tail);
+  }
+  uint64_t pages_seen = 0;
+  bool any = false;
+  for (unsigned n = 0; n < max_blocks && pages_seen < budget; ++n) {
+    unsigned best = kNumOrders;
+    for (unsigned o = report_order_; o < kNumOrders; ++o)
+      if (cur[o] != kNil && (best == kNumOrders || d(cur[o]).stamp < d(cur[best]).stamp)) best = o;
+    if (best == kNumOrders) break;
+    const PageDesc& h = d(cur[best]);
+    if (h.stamp > newest) break;  // every other cursor is newer still
+    pages_seen += pages(best) - h.nrep;
+    *cutoff = h.stamp;
+    any = true;
+    cur[best] = h.link.prev;
+  }
+  return any;
+}
+
 void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {
   PageDesc& h = d(idx);
   EBB_ASSERT(h.kind == PageKind::kIsolated);

@@ -62,6 +62,15 @@ class Buddy {
   // time that block becomes cold (else left alone).
   unsigned isolate_cold(unsigned order, uint64_t now, uint64_t cold_ms, uint32_t* out,
                         unsigned max, uint64_t* next_cold);
+  // The return curve's budget: the stamp at or below which lie the coldest
+  // `budget` warm pages of reportable order (the lists' cold ends merged by
+  // stamp), looking only at blocks stamped at or before `newest` and at most
+  // `max_blocks` of them. False if no block qualifies.
+  bool cold_cutoff(uint64_t budget, uint64_t newest, unsigned max_blocks, uint64_t* cutoff) const;
+  // Warm free memory at or above this many pages calls `notify` (the
+  // reporter raises it after a pass to what it kept plus the mark).
+  void set_mark_pages(uint64_t pages) { mark_pages_ = pages ? pages : 1; }
+
   // Returns an isolated block: reported (every page now given back) or, if
   // its madvise failed, as it was.
   void putback(uint32_t idx, bool reported, uint64_t now);

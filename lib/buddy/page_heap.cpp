@@ -54,6 +54,9 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
     ++fallbacks_;
     fallback_pages_ += used_rep;
   }
+  drawn_pages_ += npages;
+  const uint64_t used = in_use_pages();
+  if (used > in_use_peak_) in_use_peak_ = used;
   out->idx = b.idx;
   out->npages = npages;
   out->reported = used_rep;

@@ -38,6 +38,22 @@ class PageHeap {
   // `freed_at` (0: now) is when the memory became free.
   void free_pages(uint32_t idx, uint32_t npages, bool count_reported = false, uint64_t freed_at = 0);
 
+  // Heap lock held: pages handed out now (slabs, large blocks), and when
+  // pages were last handed out (the return curve's demand signals).
+  uint64_t in_use_pages() const {
+    const BuddyCounts& c = buddy_.counts();
+    return region_.frontier() - c.free_pages - c.isolated_pages;
+  }
+  uint64_t drawn_pages() const { return drawn_pages_; }  // ever handed out
+  // The most pages in use at any moment since the last call (a pass
+  // samples once; churn between passes peaks in between).
+  void lower_in_use_peak(uint64_t pages) { in_use_peak_ = in_use_peak_ > pages ? in_use_peak_ - pages : 0; }
+  uint64_t take_in_use_peak() {
+    const uint64_t now = in_use_pages(), peak = in_use_peak_ > now ? in_use_peak_ : now;
+    in_use_peak_ = now;
+    return peak;
+  }
+
   uint64_t fallbacks() const { return fallbacks_; }
   uint64_t fallback_pages() const { return fallback_pages_; }
 
@@ -47,6 +63,8 @@ class PageHeap {
   HeapRegion region_;
   uint32_t frontier_ = 0;  // mirror of region_.frontier() read by the buddy
   Buddy buddy_;
+  uint64_t drawn_pages_ = 0;
+  uint64_t in_use_peak_ = 0;
   uint64_t fallbacks_ = 0;       // allocations that used reported memory
   uint64_t fallback_pages_ = 0;  // pages of reported memory handed out
   bool verbose_ = false;

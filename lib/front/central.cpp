@@ -605,7 +605,7 @@ Slab* live_slab_object(CentralBin& bin, unsigned cls, const void* p, Fn fn, uint
 }
 
 // One bin's share of a reporter pass; returns the next deadline.
-uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
+uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t page_cold_ms, uint64_t* released) {
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
   uint64_t next = kNever;
@@ -636,7 +636,7 @@ uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t* released) {
         Slab* s = bin.scan;
         scan_remove(bin, s);
         uint64_t due = kNever;
-        const uint64_t cold = cold_pages(s, sc, now, cold_ms, &due);
+        const uint64_t cold = cold_pages(s, sc, now, page_cold_ms, &due);
         if (due != kNever) {
           scan_push(bin, s, kDirtyList);  // look again when the rest is cold
           if (due < next) next = due;
@@ -905,12 +905,12 @@ void central_check_live_hardened(unsigned cls, const void* p, Fn fn) {
   live_slab_object(bin, cls, p, fn, &i);
 }
 
-uint64_t central_report_cold(uint64_t cold_ms, uint64_t* released) {
+uint64_t central_report_cold(uint64_t cold_ms, uint64_t page_cold_ms, uint64_t* released) {
   // The hardened mode's quarantined large blocks first: the buddy's part of
   // this pass then gives them back.
   uint64_t next = g.opts.harden ? harden_drain_large(os::now_ms(), cold_ms) : kNever;
   for (unsigned c = 1; c <= kNumClasses; ++c) {
-    const uint64_t n = report_bin(c, cold_ms, released);
+    const uint64_t n = report_bin(c, cold_ms, page_cold_ms, released);
     if (n < next) next = n;
   }
   return next;

@@ -28,6 +28,7 @@ void Reporter::init(PageHeap* heap, const Options* opts) {
   opts_ = opts;
   enabled_ = opts->reporter;
   mark_bytes_ = uint64_t{opts->report_mark_kb} << 10;
+  curve_.init(opts->cold_ms, opts->delay_ms, mark_bytes_ >> kPageShift);
 }
 
 void Reporter::request_slow(uint32_t s) {
@@ -148,8 +149,13 @@ void Reporter::run() {
     uint64_t released = 0;
     // Idle caches first: what they held has been free since they went idle
     // (the drain stamps it so), so this same pass can report it.
-    uint64_t next = cache_hook_ ? cache_hook_(os::now_ms(), opts_->cold_ms, false) : kNever;
-    const uint64_t p = pass(opts_->cold_ms, opts_->report_order, &released);
+    // (After COLD_MS / 2 without a call: with the return curve most of what
+    // the heap holds is back by then, and a cache is small to refill.)
+    const uint64_t idle_ms = opts_->cold_ms / 2 > opts_->delay_ms ? opts_->cold_ms / 2 : opts_->delay_ms;
+    const uint64_t in_use = in_use_pages();
+    uint64_t next = cache_hook_ ? cache_hook_(os::now_ms(), idle_ms < opts_->cold_ms ? idle_ms : opts_->cold_ms, false) : kNever;
+    discount_since(in_use);
+    const uint64_t p = curve_pass(&released);
     if (p < next) next = p;
     now = os::now_ms();
     if (publish_hook_) {
@@ -192,7 +198,68 @@ bool Reporter::report_block(uint32_t idx, uint64_t* released) {
   return ok;
 }
 
-uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released) {
+uint64_t Reporter::in_use_pages() {
+  LockGuard g(heap_->lock());
+  return heap_->in_use_pages();
+}
+
+void Reporter::discount_since(uint64_t in_use_before) {
+  uint64_t now;
+  {
+    LockGuard g(heap_->lock());
+    now = heap_->in_use_pages();
+    if (now < in_use_before) heap_->lower_in_use_peak(in_use_before - now);
+  }
+  if (now < in_use_before) curve_.discount(in_use_before - now);
+}
+
+uint64_t Reporter::curve_pass(uint64_t* released) {
+  const uint64_t mark_pages = mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1;
+  uint64_t now = os::now_ms();
+  ReturnPlan plan;
+  uint64_t cutoff = 0;  // blocks stamped at or before it go back
+  {
+    LockGuard g(heap_->lock());
+    Buddy& b = heap_->buddy();
+    plan = curve_.plan(now, heap_->in_use_pages(), heap_->take_in_use_peak(), b.warm_reportable_pages(),
+                       heap_->drawn_pages());
+    if (now > plan.max_age_ms) cutoff = now - plan.max_age_ms;
+    uint64_t c;
+    if (plan.excess_pages && now > plan.min_age_ms &&
+        b.cold_cutoff(plan.excess_pages, now - plan.min_age_ms, 4096, &c) && c > cutoff)
+      cutoff = c;
+  }
+  last_keep_pages_ = plan.keep_pages;
+  const uint64_t before = *released;
+  uint64_t next = pass(cutoff, plan.slab_cold_ms, opts_->report_order, released);
+  if (opts_->verbose) {
+    OutBuf o(2);
+    o.str("ebbmalloc: pass: keep ").bytes(plan.keep_pages << kPageShift).str(" (swing ");
+    o.bytes(plan.swing_pages << kPageShift).str("), excess ").bytes(plan.excess_pages << kPageShift);
+    o.str(", slab pages after ").u64(plan.slab_cold_ms).str(" ms, gave back ").bytes(*released - before).chr('\n');
+  }
+  now = os::now_ms();
+  uint64_t warm;
+  {
+    LockGuard g(heap_->lock());
+    Buddy& b = heap_->buddy();
+    warm = b.warm_reportable_pages();
+    // Wake again (request_now) when this much more is freed.
+    b.set_mark_pages(warm + mark_pages);
+  }
+  // While a swing decays the curve is followed closely; the slack of a busy
+  // program is looked at now and then; otherwise what is left warm is
+  // younger than min_age (or under the mark, and waits for max_age).
+  uint64_t look = kNever;
+  // (Also with nothing warm: when the slack ends, free slab pages go back
+  // after COLD_MS / 2 instead of 10 * COLD_MS.)
+  if (plan.decaying)
+    look = now + (plan.swing_pages || plan.excess_pages ? opts_->delay_ms : (opts_->cold_ms + 3) / 4);
+  else if (warm) look = now + (warm >= mark_pages ? plan.min_age_ms : plan.max_age_ms);
+  return look < next ? look : next;
+}
+
+uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_order, uint64_t* released) {
   uint32_t ids[kMaxBatch];
   bool ok[kMaxBatch];
   const unsigned batch = opts_->batch < 1 ? 1 : (opts_->batch > kMaxBatch ? kMaxBatch : opts_->batch);
@@ -202,8 +269,9 @@ uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released
   // already; what is left are free pages inside slabs still in use.
   // (Slab pages are single pages: only when single pages are reportable.)
   if (slab_hook_ && min_order == 0) {
-    const uint64_t before = *released;
-    next = slab_hook_(cold_ms, released);
+    const uint64_t before = *released, in_use = in_use_pages();
+    next = slab_hook_(slab_cold_ms == 0 ? 0 : opts_->cold_ms, slab_cold_ms, released);
+    discount_since(in_use);
     stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
   }
   // Low orders first (as upstream page_reporting does): a reported block
@@ -215,7 +283,11 @@ uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released
       unsigned n;
       {
         LockGuard g(heap_->lock());
-        n = heap_->buddy().isolate_cold(o, os::now_ms(), cold_ms, ids, batch, &next);
+        const uint64_t now = os::now_ms();
+        uint64_t unused = kNever;
+        n = cutoff == kNever ? heap_->buddy().isolate_cold(o, now, 0, ids, batch, &unused)
+            : cutoff && now >= cutoff ? heap_->buddy().isolate_cold(o, now, now - cutoff, ids, batch, &unused)
+                             : 0;
       }
       if (n == 0) break;
       uint64_t before = *released;
@@ -236,7 +308,8 @@ uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released
         // madvise failed: those blocks went back warm, and with cold_ms 0
         // (report_all) would be isolated again at once, for ever. End the
         // pass; retry when they are cold again.
-        return now + cold_ms < next ? now + cold_ms : next;
+        const uint64_t retry = now + (opts_->cold_ms > opts_->delay_ms ? opts_->cold_ms : opts_->delay_ms);
+        return retry < next ? retry : next;
       }
       if (n < batch) break;
     }
@@ -247,7 +320,7 @@ uint64_t Reporter::pass(uint64_t cold_ms, unsigned min_order, uint64_t* released
 uint64_t Reporter::report_all() {
   uint64_t released = 0;
   if (cache_hook_) cache_hook_(os::now_ms(), 0, true);
-  pass(0, 0, &released);
+  pass(kNever, 0, 0, &released);
   return released;
 }
 
@@ -260,6 +333,7 @@ void Reporter::postfork_child() {
 
 void Reporter::postfork_child_interrupted() {
   // The thread does not exist in the child; start a new one on demand.
+  curve_.reset();
   starting_.store(false, std::memory_order_relaxed);
   retry_at_.store(0, std::memory_order_relaxed);
   state_.store(kNoThread, std::memory_order_relaxed);

@@ -37,6 +37,8 @@
 #include "buddy/page_heap.h"
 #include "common/lock.h"
 #include "common/options.h"
+#include "os/os.h"
+#include "report/return_curve.h"
 
 namespace ebb {
 
@@ -57,9 +59,10 @@ class Reporter {
   // returns the time the caches need looking at again (UINT64_MAX: never).
   using CacheHook = uint64_t (*)(uint64_t now, uint64_t cold_ms, bool force);
   // Reports the free pages of slabs still in use that have been free for
-  // cold_ms (the front end's half of a pass, run in rounds under
-  // batch_lock() with advise_pages()); returns the next deadline.
-  using SlabHook = uint64_t (*)(uint64_t cold_ms, uint64_t* released);
+  // page_cold_ms (the front end's half of a pass, run in rounds under
+  // batch_lock() with advise_pages()), and moves batches cached for cold_ms
+  // to their slabs; returns the next deadline.
+  using SlabHook = uint64_t (*)(uint64_t cold_ms, uint64_t page_cold_ms, uint64_t* released);
   // With no thread: is there enough free memory to be worth starting one?
   using WorthHook = bool (*)();
 
@@ -91,6 +94,18 @@ class Reporter {
   void request() {
     if (!enabled_) return;
     uint32_t s = state_.load(std::memory_order_relaxed);
+    if (s == kIdle || s == kActive || s == kNoThread) request_slow(s);
+  }
+  // Warm heap memory passed the (moving) mark: as request(), and also wakes a
+  // thread sleeping towards a deadline (ARMED), since a mass free may put
+  // memory beyond what the return curve keeps long before that deadline.
+  void request_now() {
+    if (!enabled_) return;
+    uint32_t s = state_.load(std::memory_order_relaxed);
+    if (s == kArmed) {
+      if (state_.compare_exchange_strong(s, kRequested, std::memory_order_acq_rel)) os::futex_wake(&state_, 1);
+      return;
+    }
     if (s == kIdle || s == kActive || s == kNoThread) request_slow(s);
   }
   // A thread cache took or returned memory: make sure the reporter will look
@@ -140,9 +155,16 @@ class Reporter {
   void start_thread();
   static void* thread_main(void* arg);
   void run();
-  // One pass: slabs, then the buddy lists low to high; returns the next
-  // deadline.
-  uint64_t pass(uint64_t cold_ms, unsigned min_order, uint64_t* released);
+  // One pass: slabs (free pages older than slab_cold_ms), then the buddy
+  // lists low to high (warm blocks stamped at or before `cutoff`); returns
+  // the slabs' next deadline.
+  uint64_t pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_order, uint64_t* released);
+  uint64_t in_use_pages();  // takes the heap lock
+  // What the reporter moved out of use since `in_use_before` is not a fall
+  // in demand: the return curve's history moves down with it.
+  void discount_since(uint64_t in_use_before);
+  // A pass of the return curve (return_curve.h); returns the next deadline.
+  uint64_t curve_pass(uint64_t* released);
   bool report_block(uint32_t idx, uint64_t* released);
   // Publishes if the period is over; returns when the next one is due
   // (kNever without a publisher).
@@ -167,6 +189,8 @@ class Reporter {
   uint64_t mark_bytes_ = 0;
   Mutex batch_lock_;  // one isolate/madvise/putback round at a time
   ReporterStats stats_;
+  ReturnCurve curve_;  // reporter thread only
+  uint64_t last_keep_pages_ = 0;  // what the last pass kept (statistics)
 };
 
 }  // namespace ebb

@@ -386,7 +386,7 @@ double geomean(const std::vector<double>& v) {
 // 10% of the floor. (Marker times count from the workload's start, a few ms
 // after the fork our samples count from.)
 struct Settle {
-  double at_free = -1, floor = -1, seconds = -1;
+  double at_free = -1, at_half = -1, at_one = -1, floor = -1, seconds = -1;
 };
 
 Settle settle(const m::RunResult& r, const char* freed, const char* idle_end) {
@@ -397,6 +397,8 @@ Settle settle(const m::RunResult& r, const char* freed, const char* idle_end) {
   for (const auto& x : r.samples) {
     if (x.t < t0 || x.t > t1) continue;
     if (s.at_free < 0) s.at_free = double(x.rss);  // the first sample after the free phase
+    if (s.at_half < 0 && x.t >= t0 + 0.5) s.at_half = double(x.rss);
+    if (s.at_one < 0 && x.t >= t0 + 1.0) s.at_one = double(x.rss);
     if (s.floor < 0 || double(x.rss) < s.floor) s.floor = double(x.rss);
   }
   if (s.floor < 0) return s;
@@ -493,13 +495,13 @@ std::string geomean_table(const std::vector<WorkloadResults>& all,
 
 std::string settle_table(const WorkloadResults& wr) {
   Table t;
-  t.head = {"allocator",          "after free90 MiB", "idle floor MiB", "s to floor+10%",
-            "after free-all MiB", "tail floor MiB",   "s to floor+10%"};
+  t.head = {"allocator",          "after free90 MiB", "+0.5 s", "+1 s", "idle floor MiB", "s to floor+10%",
+            "after free-all MiB", "+0.5 s",           "+1 s",   "tail floor MiB", "s to floor+10%"};
   for (const auto& c : wr.cells) {
     const AllocRuns& a = c.runs;
     std::vector<std::string> row = {a.alloc->name};
     if (!failure(a).empty()) {
-      row.insert(row.end(), {"FAILED", "-", "-", "FAILED", "-", "-"});
+      row.insert(row.end(), {"FAILED", "-", "-", "-", "-", "FAILED", "-", "-", "-", "-"});
     } else {
       for (auto [freed, end] : {std::pair{"free90 done", "idle done"},
                                 std::pair{"free-all done", "tail-idle done"}}) {
@@ -508,6 +510,8 @@ std::string settle_table(const WorkloadResults& wr) {
         };
         double secs = get(&Settle::seconds);
         row.push_back(mib(get(&Settle::at_free)));
+        row.push_back(mib(get(&Settle::at_half)));
+        row.push_back(mib(get(&Settle::at_one)));
         row.push_back(mib(get(&Settle::floor)));
         row.push_back(secs < 0 ? "-" : fmtd("%.2f", secs));
       }
@@ -911,7 +915,8 @@ int main(int argc, char** argv) {
     if (wr.w->name == "phase") phase = &wr;
   if (phase) {
     out += "### phase: how fast freed memory goes back\n\n"
-           "RSS just after each free phase (first sample after the workload's marker), the lowest RSS "
+           "RSS just after each free phase (first sample after the workload's marker), 0.5 s and 1 s "
+           "after it, the lowest RSS "
            "in the idle period that follows, and the seconds from the end of the free phase "
            "until RSS was within 10% of that floor. An allocator that returns nothing is "
            "\"there\" at once.\n\n";
