@@ -58,7 +58,8 @@ constexpr const char* kUsage =
     "               [--micro-min-time S] [--timeout S] [--env ALLOC:VAR=VALUE]\n"
     "               [--install] [--quick]\n"
     "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
-    "workloads:  phase, churn, fragment, server, bigalloc (default: all)\n"
+    "workloads:  phase, churn, fragment, server, bigalloc, largeblock, phasechange,\n"
+    "            threadchurn, tinyshort, tinymixed, tinythreads (default: all)\n"
     "--quick: tiny sizes and short idles (a smoke test, not a measurement)\n";
 
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -80,6 +81,13 @@ const std::vector<Workload> kWorkloads = {
     {"fragment", 0.5},
     {"server", 0.35},
     {"bigalloc", 0.25},
+    // The memory shapes of issue 11 (peak RSS is what they measure).
+    {"largeblock", 0.5},
+    {"phasechange", 1},
+    {"threadchurn", 1.5},
+    {"tinyshort", 2},
+    {"tinymixed", 1},
+    {"tinythreads", 1},
 };
 
 struct Config {
@@ -521,6 +529,59 @@ std::string settle_table(const WorkloadResults& wr) {
   return t.render();
 }
 
+// The memory shapes of issue 11 and what each is measured against: peak
+// RSS under ebbmalloc against a peer's (times `factor`, plus `slack_mib`).
+struct ShapeTarget {
+  const char* workload;
+  const char* peer;
+  double factor;
+  double slack_mib;
+};
+constexpr ShapeTarget kShapeTargets[] = {
+    {"largeblock", "glibc", 1.0, 0},      {"phasechange", "jemalloc", 1.0, 0},
+    {"threadchurn", "mimalloc", 1.15, 0}, {"tinyshort", "mimalloc", 1.0, 0.5},
+    {"tinymixed", "mimalloc", 1.0, 0.5},  {"tinythreads", "mimalloc", 1.0, 1.0},
+};
+
+// Peak RSS of each shape per allocator, the target and whether ebb meets it.
+std::string shapes_table(const std::vector<WorkloadResults>& all,
+                         const std::vector<const m::Allocator*>& allocs) {
+  Table t;
+  t.head = {"workload (peak MiB)"};
+  for (const auto* a : allocs) t.head.push_back(a->name);
+  t.head.insert(t.head.end(), {"target for ebb", "ebb"});
+  auto peak = [](const WorkloadResults& wr, const std::string& alloc) -> double {
+    const Cell* c = wr.cell(alloc);
+    return c && failure(c->runs).empty() ? c->runs.peak() / kMiB : -1;
+  };
+  for (const auto& st : kShapeTargets) {
+    const WorkloadResults* wr = nullptr;
+    for (const auto& w : all)
+      if (w.w->name == st.workload) wr = &w;
+    if (!wr) continue;
+    std::vector<std::string> row = {st.workload};
+    for (const auto* a : allocs) {
+      const double v = peak(*wr, a->name);
+      row.push_back(v < 0 ? (wr->cell(a->name) ? "FAILED" : "-") : fmtd("%.1f", v));
+    }
+    std::string target = "≤ ";
+    if (st.factor != 1.0) target += fmtd("%.2f× ", st.factor);
+    target += st.peer;
+    if (st.slack_mib > 0) target += fmtd(" + %.1f MiB", st.slack_mib);
+    row.push_back(target);
+    const double ebb = peak(*wr, "ebb"), ref = peak(*wr, st.peer);
+    if (ebb < 0 || ref < 0) {
+      row.push_back("-");
+    } else {
+      const double limit = ref * st.factor + st.slack_mib;
+      row.push_back((ebb <= limit ? "met: " : "not met: ") +
+                    (st.slack_mib > 0 ? fmtd("%+.1f MiB", ebb - ref) : fmtd("%.2f×", ebb / ref)));
+    }
+    t.rows.push_back(row);
+  }
+  return t.rows.empty() ? "" : t.render();
+}
+
 // ebb with the reporter against ebb without it, per workload.
 std::string reporter_table(const std::vector<WorkloadResults>& all) {
   Table t;
@@ -921,6 +982,13 @@ int main(int argc, char** argv) {
            "until RSS was within 10% of that floor. An allocator that returns nothing is "
            "\"there\" at once.\n\n";
     out += settle_table(*phase) + "\n";
+  }
+  if (const std::string shapes = shapes_table(results, allocs); !shapes.empty()) {
+    out += "### Memory shapes (issue 11): peak RSS against the targets\n\n"
+           "Median peak RSS of the process (MiB); the target is ebbmalloc's, against the peer "
+           "named (measured in this run); the last column says whether it is met and by how "
+           "much (ratio, or MiB over the peer).\n\n";
+    out += shapes + "\n";
   }
   if (run_allocs.size() > allocs.size()) {
     out += "### ebbmalloc's own cost: reporter on vs off (EBBMALLOC_REPORTER=0)\n\n";

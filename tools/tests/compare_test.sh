@@ -20,10 +20,12 @@ quick)
   run --quick --runs 1 --alloc glibc,ebb --results r.md --plot p.svg
   expect_rc 0
   for h in "### Geometric mean" "### phase" "### churn" "### fragment" "### server" \
-           "### bigalloc" "how fast freed memory" "reporter on vs off" "### Micro benchmarks"; do
+           "### bigalloc" "how fast freed memory" "reporter on vs off" "### Micro benchmarks" \
+           "### Memory shapes"; do
     expect_out "$h"
   done
-  for w in phase churn fragment server bigalloc; do
+  for w in phase churn fragment server bigalloc largeblock phasechange threadchurn tinyshort \
+           tinymixed tinythreads; do
     for a in glibc ebb; do
       row "### $w" "$a" | grep -q '| *ok |$' || fail "$w under $a is not ok"
     done
@@ -47,7 +49,7 @@ failed)
   printf '#!/bin/sh\nexit 3\n' >micro
   chmod +x wl/* micro
   EBB_COMPARE_WORKLOAD_DIR=$PWD/wl EBB_COMPARE_MICRO=$PWD/micro EBBRUN_EBB_LIB=/bin/true \
-    run --quick --alloc glibc,ebb
+    run --quick --alloc glibc,ebb --workloads phase,churn,fragment,server,bigalloc
   expect_rc 1
   row "### phase" glibc | grep -q 'FAILED.*signal SIGSEGV' || fail "crash not FAILED"
   row "### churn" glibc | grep -q "FAILED.*no 'verify" || fail "missing verify line not FAILED"
