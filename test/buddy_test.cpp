@@ -273,4 +273,61 @@ TEST(ReportedBitsTest, RangesCountsAndRunsMatchAPlainArray) {
   }
 }
 
+
+// A run serves a request of a non-power-of-two number of pages from free
+// blocks that lie end to end, without rounding it up to the next order.
+TEST_F(BuddyTest, RunsJoinAdjacentBlocksAcrossBuddyBoundaries) {
+  // Two top-order blocks: take them both, then free a 16 MiB block at the
+  // end of the first and a 16 MiB block at the start of the second: 32 MiB
+  // free end to end, but no free 32 MiB buddy block.
+  Buddy::Block lo = take(kMaxOrder, 1), hi = take(kMaxOrder, 1);
+  const uint32_t half = 1u << (kMaxOrder - 1);
+  b_.free_range(lo.idx + half, half, false, 5);
+  b_.free_range(hi.idx, half, false, 5);
+  descs_[lo.idx].npages = half;  // the halves still in use
+  descs_[hi.idx + half].kind = PageKind::kLargeHead;
+  descs_[hi.idx + half].npages = half;
+  ASSERT_EQ(b_.check(true), 0u);
+  Buddy::Block blk{};
+  const uint32_t want = 6000;  // 23.4 MiB: order 13 for alloc()
+  EXPECT_FALSE(b_.alloc(kMaxOrder, 6, &blk));
+  uint32_t idx = kNil;
+  ASSERT_TRUE(b_.alloc_run(want, 1, 6, 64, &idx));
+  EXPECT_EQ(idx, lo.idx + half);
+  descs_[idx].kind = PageKind::kLargeHead;
+  descs_[idx].npages = want;
+  EXPECT_EQ(b_.check(true), 0u);
+  // What the run did not use went back: 32 MiB - 6000 pages.
+  EXPECT_EQ(b_.counts().free_pages, uint64_t{2} * half - want);
+  // A run wants warm pages: with min_warm above what is free, none.
+  EXPECT_FALSE(b_.alloc_run(1024, 4096, 7, 64, &idx));
+}
+
+TEST_F(BuddyTest, TheColdestWarmBlockIsIsolatedFirstAcrossOrders) {
+  Buddy::Block a = take(3, 1), x = take(3, 1), c = take(5, 1), y = take(5, 1);
+  (void)x;
+  (void)y;
+  give(c, 100);  // order 5, freed at 100
+  give(a, 50);   // order 3, freed at 50: the coldest
+  uint32_t idx = kNil;
+  EXPECT_FALSE(b_.isolate_coldest(40, &idx)) << "nothing was free at 40";
+  ASSERT_TRUE(b_.isolate_coldest(200, &idx));
+  EXPECT_EQ(idx, a.idx);
+  b_.putback(idx, true, 300);
+  ASSERT_TRUE(b_.isolate_coldest(200, &idx));
+  EXPECT_EQ(idx, c.idx);
+  b_.putback(idx, true, 300);
+  EXPECT_EQ(b_.check(true), 0u);
+  // The budget of the return curve: the stamp that covers the coldest pages.
+  Buddy::Block e = take(4, 1), f = take(4, 1);
+  give(e, 400);
+  give(f, 500);
+  uint64_t cutoff = 0;
+  ASSERT_TRUE(b_.cold_cutoff(16, 1000, 64, &cutoff));
+  EXPECT_EQ(cutoff, 400u) << "16 pages: the block freed at 400 covers them";
+  ASSERT_TRUE(b_.cold_cutoff(17, 1000, 64, &cutoff));
+  EXPECT_EQ(cutoff, 500u);
+  EXPECT_FALSE(b_.cold_cutoff(16, 300, 64, &cutoff)) << "both are newer than 300";
+}
+
 }  // namespace

@@ -61,6 +61,100 @@ TEST(Reporting, RssFallsAfterTheColdTimeWithNoFurtherCalls) {
   EXPECT_EQ(ebb_check_heap(), 0u);
 }
 
+// The return curve: a mass free starts going back at the first pass (about
+// DELAY_MS after it), not after COLD_MS; before it, nothing came back for
+// a whole second (the old cold threshold).
+TEST(Reporting, AMassFreeStartsGoingBackBeforeTheColdTime) {
+  if (!reporter_on()) GTEST_SKIP() << "reporter is off";
+  const uint32_t cold = ebb_options()->cold_ms;
+  if (cold < 800) GTEST_SKIP() << "needs a cold time of at least 800 ms";
+  std::vector<void*> v = allocate_mixed(kTotal);
+  const uint64_t peak = rss_bytes();
+  for (void* p : v) free(p);
+  std::vector<void*>().swap(v);
+  const uint64_t t0 = now_ms();
+  uint64_t rss = peak;
+  while (now_ms() - t0 < cold / 2 + 100) {
+    sleep_ms(50);
+    rss = rss_bytes();
+    if (rss < peak && peak - rss >= kTotal / 4) break;
+  }
+  const uint64_t took = now_ms() - t0;
+  printf("peak %.1f MiB -> %.1f MiB after %llu ms (cold %u ms)\n", peak / 1048576.0, rss / 1048576.0,
+         static_cast<unsigned long long>(took), cold);
+  ASSERT_LT(rss, peak);
+  EXPECT_GE(peak - rss, kTotal / 4) << "a quarter of a mass free is back by half the cold time";
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+// Steady churn keeps its warm fragments: no madvise once the working set is
+// built (what the return curve's slack is for).
+TEST(Reporting, SteadyChurnDoesNotMadvise) {
+  if (!reporter_on()) GTEST_SKIP() << "reporter is off";
+  ebb_report_now();  // nothing left over from the tests before
+  constexpr size_t kSlots = 4096;
+  std::vector<void*> slot(kSlots, nullptr);
+  std::mt19937_64 rng(7);
+  auto replace = [&] {
+    const size_t i = rng() % kSlots;
+    free(slot[i]);
+    const size_t n = size_t{16} << (rng() % 13);  // 16 B .. 64 KiB
+    slot[i] = malloc(n);
+    static_cast<char*>(slot[i])[0] = 1;
+    static_cast<char*>(slot[i])[n - 1] = 2;
+  };
+  const uint64_t t0 = now_ms();
+  while (now_ms() - t0 < 1500) for (int k = 0; k < 1000; ++k) replace();  // the working set forms
+  const ebb_stats_t before = stats();
+  const uint64_t t1 = now_ms();
+  uint64_t ops = 0;
+  while (now_ms() - t1 < 2000) {
+    for (int k = 0; k < 1000; ++k) replace();
+    ops += 1000;
+  }
+  const ebb_stats_t after = stats();
+  printf("%llu replacements in 2 s: %llu madvise calls, %llu passes\n", static_cast<unsigned long long>(ops),
+         static_cast<unsigned long long>(after.madvise_calls - before.madvise_calls),
+         static_cast<unsigned long long>(after.reporter_passes - before.reporter_passes));
+  EXPECT_EQ(after.madvise_calls - before.madvise_calls, 0u);
+  for (void* p : slot) free(p);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+// Blocks of 5-25 MiB replaced at random (mimalloc-bench malloc-large's
+// shape): free memory split across buddy blocks is used as runs, and what
+// does not fit the next request is given back before the heap grows, so the
+// process stays near what it holds (it was 1.6x before).
+TEST(Reporting, LargeBlocksOfChangingSizesDoNotGrowTheProcess) {
+  ebb_report_now();
+  constexpr unsigned kSlots = 16;
+  void* slot[kSlots] = {};
+  size_t size[kSlots] = {};
+  std::mt19937_64 rng(3);
+  size_t live = 0, live_peak = 0;
+  uint64_t rss_peak = 0;
+  const uint64_t base = rss_bytes();
+  for (unsigned op = 0; op < 300; ++op) {
+    const unsigned i = static_cast<unsigned>(rng() % kSlots);
+    free(slot[i]);
+    live -= size[i];
+    size[i] = 5 * kMiB + rng() % (20 * kMiB);
+    slot[i] = malloc(size[i]);
+    ASSERT_NE(slot[i], nullptr);
+    for (size_t k = 0; k < size[i]; k += 4096) static_cast<char*>(slot[i])[k] = static_cast<char>(k);
+    live += size[i];
+    if (live > live_peak) live_peak = live;
+    const uint64_t r = rss_bytes();
+    if (r > rss_peak) rss_peak = r;
+  }
+  printf("live at most %.1f MiB, RSS at most %.1f MiB above the start\n", live_peak / 1048576.0,
+         (rss_peak - base) / 1048576.0);
+  ASSERT_GT(rss_peak, base);
+  EXPECT_LE(rss_peak - base, live_peak + live_peak / 4) << "at most a quarter over what is live";
+  for (void* p : slot) free(p);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
 TEST(Reporting, FreePagesOfSlabsStillInUseAreGivenBack) {
   if (!reporter_on()) GTEST_SKIP() << "reporter is off";
   // 128 MiB of 8 KiB and 16 KiB objects (alternating); one in eight of each

@@ -184,6 +184,49 @@ bool Buddy::alloc(unsigned order, uint64_t now, Block* out) {
   return true;
 }
 
+bool Buddy::alloc_run(uint32_t npages, uint64_t min_warm, uint64_t now, unsigned max_starts, uint32_t* idx) {
+  EBB_ASSERT(npages >= pages(kPageblockOrder));
+  unsigned looked = 0;
+  uint32_t best = kNil, best_end = 0;
+  uint64_t best_warm = 0;
+  for (unsigned o = kPageblockOrder; o <= kMaxOrder; ++o) {
+    for (uint32_t i = area_[o].head; i != kNil && looked < max_starts; i = d(i).link.next, ++looked) {
+      // Free blocks from i on, end to end, until the run is long enough.
+      uint32_t j = i;
+      uint64_t covered = 0, warm = 0;
+      while (covered < npages && j < *frontier_) {
+        const PageDesc& h = d(j);
+        if (h.kind != PageKind::kFreeHead) break;
+        const uint64_t n = pages(h.order);
+        // (Warm pages of the part the run uses of its last block: counted
+        // as if spread evenly.)
+        const uint64_t use = covered + n > npages ? npages - covered : n;
+        warm += (n - h.nrep) * use / n;
+        covered += n;
+        j += static_cast<uint32_t>(n);
+      }
+      if (covered < npages) continue;
+      if (best == kNil || warm > best_warm) {
+        best = i;
+        best_end = j;
+        best_warm = warm;
+        if (warm == npages) break;
+      }
+    }
+    if (best != kNil && best_warm == npages) break;
+  }
+  if (best == kNil || best_warm < min_warm) return false;
+  for (uint32_t k = best; k < best_end;) {
+    const unsigned ko = d(k).order;
+    list_del(k, ko);
+    d(k).kind = PageKind::kFreeTail;  // the caller marks the run's head; free_range the rest
+    k += pages(ko);
+  }
+  if (best_end - best > npages) free_range(best + npages, best_end - best - npages, true, now);
+  *idx = best;
+  return true;
+}
+
 // ---- freeing ---------------------------------------------------------------
 
 void Buddy::free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t stamp) {
@@ -274,6 +317,26 @@ bool Buddy::cold_cutoff(uint64_t budget, uint64_t newest, unsigned max_blocks, u
     cur[best] = h.link.prev;
   }
   return any;
+}
+
+bool Buddy::isolate_coldest(uint64_t newest, uint32_t* idx) {
+  unsigned best = kNumOrders;
+  uint32_t bi = kNil;
+  for (unsigned o = report_order_; o < kNumOrders; ++o) {
+    const Area& a = area_[o];
+    const uint32_t i = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
+    if (i == kNil || d(i).stamp > newest) continue;
+    if (best == kNumOrders || d(i).stamp < d(bi).stamp) {
+      best = o;
+      bi = i;
+    }
+  }
+  if (best == kNumOrders) return false;
+  list_del(bi, best);
+  d(bi).kind = PageKind::kIsolated;
+  c_.isolated_pages += pages(best);
+  *idx = bi;
+  return true;
 }
 
 void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {

@@ -45,6 +45,14 @@ class Buddy {
             uint64_t mark_pages, NotifyFn notify);
   // Warm first (any order) before reported; false if nothing fits.
   bool alloc(unsigned order, uint64_t now, Block* out);
+  // A run of `npages` (at least a pageblock) made of adjacent free blocks,
+  // starting at a free block of a pageblock's order or more (so aligned to
+  // 2 MiB), without the power-of-two rounding of alloc(): a 20 MiB request
+  // need not take a 32 MiB block, and free memory split across buddy
+  // boundaries serves it. Of the first `max_starts` starts, the run with the
+  // most warm pages, if it has at least `min_warm`. The run's blocks leave
+  // their lists; what the last block has beyond the run is freed again.
+  bool alloc_run(uint32_t npages, uint64_t min_warm, uint64_t now, unsigned max_starts, uint32_t* idx);
   // Adds a free block (merging with free buddies). `nrep` is the number of
   // its pages whose `reported` bit is set.
   // `stamp`: when the block became free (normally now; earlier for pages
@@ -67,6 +75,9 @@ class Buddy {
   // stamp), looking only at blocks stamped at or before `newest` and at most
   // `max_blocks` of them. False if no block qualifies.
   bool cold_cutoff(uint64_t budget, uint64_t newest, unsigned max_blocks, uint64_t* cutoff) const;
+  // Takes the coldest warm block of reportable order stamped at or before
+  // `newest` off its list (isolated, as isolate_cold does); false if none.
+  bool isolate_coldest(uint64_t newest, uint32_t* idx);
   // Warm free memory at or above this many pages calls `notify` (the
   // reporter raises it after a pass to what it kept plus the mark).
   void set_mark_pages(uint64_t pages) { mark_pages_ = pages ? pages : 1; }

@@ -15,6 +15,7 @@ constexpr uint32_t kGrowPages = uint32_t{2} * (kPageblockSize >> kPageShift);
 bool PageHeap::init(size_t max_bytes, std::atomic<size_t>* extent, unsigned report_order, uint64_t mark_pages,
                     Buddy::NotifyFn notify, bool verbose) {
   verbose_ = verbose;
+  notify_ = notify;
   if (!region_.init(max_bytes, extent)) return false;
   buddy_.init(region_.descs(), &region_.reported(), &frontier_, report_order, mark_pages, notify);
   return true;
@@ -32,6 +33,40 @@ bool PageHeap::grow_for(unsigned order, uint64_t now) {
   if (verbose_ && old == 0) log_line("heap: first allocation served");
   frontier_ = region_.frontier();
   buddy_.add_fresh(old, static_cast<uint32_t>(end) - old, now);
+  // Growing while free pages sit in slabs or fragments: the reporter's next
+  // pass gives those back without waiting (ReturnCurve::plan, `growing`).
+  if (notify_ && old != 0) notify_();
+  return true;
+}
+
+bool PageHeap::take(uint32_t npages, unsigned order, unsigned align_order, uint64_t now, uint32_t* idx,
+                    uint32_t* size) {
+  // Runs serve requests of a pageblock or more that are not a power of two
+  // (alignment up to a pageblock: runs start on one).
+  const bool runnable = npages >= (uint32_t{1} << kPageblockOrder) && !is_pow2(npages) &&
+                        align_order <= kPageblockOrder;
+  constexpr unsigned kRunStarts = 256;
+  bool warm_block = false;
+  for (unsigned o = order; o <= kMaxOrder && !warm_block; ++o) warm_block = buddy_.has_warm(o);
+  Buddy::Block b;
+  // Warm memory first: a warm block (split), else the run with the most
+  // warm pages, else reported memory as a block or a run, else fresh memory.
+  if (!warm_block && runnable && buddy_.alloc_run(npages, 1, now, kRunStarts, idx)) {
+    *size = npages;
+    return true;
+  }
+  if (buddy_.alloc(order, now, &b)) {
+    *idx = b.idx;
+    *size = uint32_t{1} << b.order;
+    return true;
+  }
+  if (runnable && buddy_.alloc_run(npages, 0, now, kRunStarts, idx)) {
+    *size = npages;
+    return true;
+  }
+  if (!grow_for(order, now) || !buddy_.alloc(order, now, &b)) return false;
+  *idx = b.idx;
+  *size = uint32_t{1} << b.order;
   return true;
 }
 
@@ -41,26 +76,59 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
   if (order < align_order) order = align_order;
   if (order > kMaxOrder) return false;
   const uint64_t now = os::now_ms();
-  Buddy::Block b;
-  if (!buddy_.alloc(order, now, &b)) {
-    if (!grow_for(order, now) || !buddy_.alloc(order, now, &b)) return false;
-  }
-  const uint32_t size = uint32_t{1} << b.order;
-  uint32_t used_rep = 0;
-  if (b.nrep) used_rep = b.nrep == size ? npages : buddy_.count_reported(b.idx, npages);
-  if (npages < size) buddy_.free_range(b.idx + npages, size - npages, b.nrep != 0, now);
+  uint32_t idx, size;
+  if (!take(npages, order, align_order, now, &idx, &size)) return false;
+  // A block longer than the request: its tail goes back at once (with its
+  // reported bits: the tail of a reported block stays reported).
+  if (npages < size) buddy_.free_range(idx + npages, size - npages, true, now);
+  const uint32_t used_rep = buddy_.count_reported(idx, npages);
   if (used_rep && !keep_reported) {
-    buddy_.clear_reported(b.idx, npages);
+    buddy_.clear_reported(idx, npages);
     ++fallbacks_;
     fallback_pages_ += used_rep;
+    if (npages >= (uint32_t{1} << kPageblockOrder)) give_back_warm(used_rep, now);
   }
   drawn_pages_ += npages;
   const uint64_t used = in_use_pages();
   if (used > in_use_peak_) in_use_peak_ = used;
-  out->idx = b.idx;
+  out->idx = idx;
   out->npages = npages;
   out->reported = used_rep;
   return true;
+}
+
+uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t now) {
+  // Keep a cushion of an eighth of what is in use warm (the next requests
+  // take it without faults); give back the rest, up to what this request
+  // faults in, whatever its age: otherwise a program whose freed blocks do
+  // not fit its next requests grows by every one of them.
+  const uint64_t warm = buddy_.warm_reportable_pages(), cushion = in_use_pages() / 8;
+  if (warm <= cushion) return 0;
+  if (pages > warm - cushion) pages = warm - cushion;
+  const uint64_t newest = now >= give_back_age_ms_ ? now - give_back_age_ms_ : 0;
+  const ReportedBits& bits = region_.reported();
+  uint64_t given = 0;
+  uint32_t i;
+  for (unsigned n = 0; given < (pages << kPageShift) && n < 64 && buddy_.isolate_coldest(newest, &i); ++n) {
+    const uint32_t end = i + (uint32_t{1} << region_.descs()[i].order);
+    bool ok = true;
+    uint32_t a, b;
+    for (uint32_t k = i; ok && bits.next_clear_run(k, end, &a, &b); k = b) {
+      const size_t len = size_t{b - a} << kPageShift;
+      ++give_back_calls_;
+      ok = os::advise_free(region_.page_addr(a), len, lazy_) == 0;
+      if (ok) given += len;
+    }
+    buddy_.putback(i, ok, now);
+    if (!ok) break;
+  }
+  given_back_bytes_ += given;
+  if (verbose_) {
+    OutBuf o(2);
+    o.str("ebbmalloc: heap: gave back ").bytes(given).str(" of warm free memory before faulting in ");
+    o.bytes(pages << kPageShift).chr('\n');
+  }
+  return given;
 }
 
 void PageHeap::free_pages(uint32_t idx, uint32_t npages, bool count_reported, uint64_t freed_at) {

@@ -54,20 +54,42 @@ class PageHeap {
     return peak;
   }
 
+  // How the heap gives memory back by itself (see give_back_warm): nothing
+  // younger than `min_age_ms`; MADV_FREE if `lazy`.
+  void set_give_back(uint64_t min_age_ms, bool lazy) {
+    give_back_age_ms_ = min_age_ms;
+    lazy_ = lazy;
+  }
+  uint64_t given_back_bytes() const { return given_back_bytes_; }
+  uint64_t give_back_calls() const { return give_back_calls_; }
+
   uint64_t fallbacks() const { return fallbacks_; }
   uint64_t fallback_pages() const { return fallback_pages_; }
 
  private:
   bool grow_for(unsigned order, uint64_t now);
+  // Takes a block or run for npages (see alloc_pages); false if the heap
+  // cannot grow.
+  bool take(uint32_t npages, unsigned order, unsigned align_order, uint64_t now, uint32_t* idx, uint32_t* size);
+  // A large request is about to fault in `pages` pages of reported or fresh
+  // memory while warm free memory sits in blocks it could not use: give as
+  // much of that back first (coldest first, madvised with the heap lock
+  // held), so the process does not grow. Returns the bytes given back.
+  uint64_t give_back_warm(uint64_t pages, uint64_t now);
   Mutex lock_;
   HeapRegion region_;
   uint32_t frontier_ = 0;  // mirror of region_.frontier() read by the buddy
   Buddy buddy_;
   uint64_t drawn_pages_ = 0;
+  uint64_t give_back_age_ms_ = 200;
+  bool lazy_ = false;
+  uint64_t given_back_bytes_ = 0;
+  uint64_t give_back_calls_ = 0;
   uint64_t in_use_peak_ = 0;
   uint64_t fallbacks_ = 0;       // allocations that used reported memory
   uint64_t fallback_pages_ = 0;  // pages of reported memory handed out
   bool verbose_ = false;
+  Buddy::NotifyFn notify_ = nullptr;
 };
 
 }  // namespace ebb

@@ -221,8 +221,14 @@ uint64_t Reporter::curve_pass(uint64_t* released) {
   {
     LockGuard g(heap_->lock());
     Buddy& b = heap_->buddy();
-    plan = curve_.plan(now, heap_->in_use_pages(), heap_->take_in_use_peak(), b.warm_reportable_pages(),
-                       heap_->drawn_pages());
+    // Growing fast: by an eighth of what is in use (at least the mark) since
+    // the last pass. (Not the few steps of a steady program finding its size.)
+    const uint64_t in_use = heap_->in_use_pages(), frontier = heap_->region().frontier();
+    const uint64_t grown = frontier > frontier_ ? frontier - frontier_ : 0;
+    frontier_ = frontier;
+    const bool growing = grown >= mark_pages && grown >= in_use / 8;
+    plan = curve_.plan(now, in_use, heap_->take_in_use_peak(), b.warm_reportable_pages(), heap_->drawn_pages(),
+                       growing);
     if (now > plan.max_age_ms) cutoff = now - plan.max_age_ms;
     uint64_t c;
     if (plan.excess_pages && now > plan.min_age_ms &&

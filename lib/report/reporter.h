@@ -191,6 +191,7 @@ class Reporter {
   ReporterStats stats_;
   ReturnCurve curve_;  // reporter thread only
   uint64_t last_keep_pages_ = 0;  // what the last pass kept (statistics)
+  uint64_t frontier_ = 0;         // the heap's at the last pass
 };
 
 }  // namespace ebb

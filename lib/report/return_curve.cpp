@@ -35,9 +35,10 @@ uint64_t ReturnCurve::Ring::swing(uint64_t now, uint64_t span, uint64_t in_use) 
 }
 
 uint64_t ReturnCurve::Ring::drawn_since(uint64_t now, uint64_t span, uint64_t drawn) const {
-  if (n == 0) return 0;
-  // With no bucket in the span (the thread slept longer), everything drawn
-  // since the newest one counts: too much slack at worst, for one pass.
+  // No history yet (the first pass): everything drawn so far counts. With
+  // no bucket in the span (the thread slept longer), everything drawn since
+  // the newest one: too much slack at worst, for one pass.
+  if (n == 0) return drawn;
   uint64_t from = s[head].drawn;
   for (unsigned k = 0, i = head; k < n; ++k, i = (i + kRing - 1) % kRing) {
     if (now > s[i].t && now - s[i].t >= span) break;
@@ -46,7 +47,8 @@ uint64_t ReturnCurve::Ring::drawn_since(uint64_t now, uint64_t span, uint64_t dr
   return drawn - from;
 }
 
-ReturnPlan ReturnCurve::plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn) {
+ReturnPlan ReturnCurve::plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn,
+                             bool growing) {
   ReturnPlan p{};
   p.min_age_ms = delay_ms_;
   p.max_age_ms = 10 * cold_ms_;
@@ -58,6 +60,7 @@ ReturnPlan ReturnCurve::plan(uint64_t now, uint64_t in_use, uint64_t peak, uint6
     p.swing_pages = ring_.swing(now, cold_ms_, in_use);
     const uint64_t cushion = in_use / 4 > mark_pages_ ? in_use / 4 : mark_pages_;
     if (slack > cushion) slack = cushion;
+    if (growing) slack = 0;
   }
   p.keep_pages = p.swing_pages > slack ? p.swing_pages : slack;
   p.excess_pages = warm > p.keep_pages ? warm - p.keep_pages : 0;
@@ -65,7 +68,7 @@ ReturnPlan ReturnCurve::plan(uint64_t now, uint64_t in_use, uint64_t peak, uint6
   // watermark) unless it is all that is left.
   if (p.excess_pages < mark_pages_ && p.excess_pages < warm) p.excess_pages = 0;
   p.decaying = p.swing_pages > 0 || slack > 0;
-  if (p.excess_pages) p.slab_cold_ms = p.min_age_ms;
+  if (p.excess_pages || growing) p.slab_cold_ms = p.min_age_ms;
   else if (slack >= mark_pages_) p.slab_cold_ms = p.max_age_ms;
   else p.slab_cold_ms = cold_ms_ / 2 > delay_ms_ ? cold_ms_ / 2 : delay_ms_;
   return p;

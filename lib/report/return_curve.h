@@ -55,7 +55,10 @@ class ReturnCurve {
   // One pass: `in_use` pages of the heap handed out now (slabs, large
   // blocks) and `peak` the most since the last pass, `warm` free warm pages
   // of reportable order, `drawn` pages the heap ever handed out.
-  ReturnPlan plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn);
+  // `growing`: the heap grew fast since the last pass; then free
+  // memory is not kept for churn (no slack) and free slab pages go back
+  // after DELAY_MS: the process should not grow while it holds them.
+  ReturnPlan plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn, bool growing);
   // The reporter itself moved `pages` out of use (it drained idle caches or
   // cached batches, emptying slabs): memory freed long ago, not a fall in
   // demand. The history moves down with it, so the swing does not grow.
