@@ -69,6 +69,7 @@ const NumOpt kNum[] = {
     {"BATCH", &Options::batch, 1, 1024, "1..1024"},
     {"RESERVE_GB", &Options::reserve_gb, 1, 8192, "GiB of heap, 1..8192"},
     {"REPORT_MARK_KB", &Options::report_mark_kb, 4, 1u << 30, "KiB, 4..1073741824"},
+    {"THREAD_CACHE_KB", &Options::thread_cache_kb, 64, 1u << 20, "KiB, 64..1048576"},
     {"LIVE_STATS_MS", &Options::live_stats_ms, 50, 60000, "milliseconds, 50..60000"},
 };
 const BoolOpt kBool[] = {

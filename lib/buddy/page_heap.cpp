@@ -33,6 +33,7 @@ bool PageHeap::grow_for(unsigned order, uint64_t now) {
   if (verbose_ && old == 0) log_line("heap: first allocation served");
   frontier_ = region_.frontier();
   buddy_.add_fresh(old, static_cast<uint32_t>(end) - old, now);
+  in_use_hint_.store(in_use_pages(), std::memory_order_relaxed);
   // Growing while free pages sit in slabs or fragments: the reporter's next
   // pass gives those back without waiting (ReturnCurve::plan, `growing`).
   if (notify_ && old != 0) notify_();

@@ -51,8 +51,12 @@ class PageHeap {
   uint64_t take_in_use_peak() {
     const uint64_t now = in_use_pages(), peak = in_use_peak_ > now ? in_use_peak_ : now;
     in_use_peak_ = now;
+    in_use_hint_.store(now, std::memory_order_relaxed);
     return peak;
   }
+  // Without the lock: pages in use as of the last growth or reporter pass
+  // (thread caches size their budget by it).
+  uint64_t in_use_hint() const { return in_use_hint_.load(std::memory_order_relaxed); }
 
   // How the heap gives memory back by itself (see give_back_warm): nothing
   // younger than `min_age_ms`; MADV_FREE if `lazy`.
@@ -86,6 +90,7 @@ class PageHeap {
   uint64_t given_back_bytes_ = 0;
   uint64_t give_back_calls_ = 0;
   uint64_t in_use_peak_ = 0;
+  std::atomic<uint64_t> in_use_hint_{0};
   uint64_t fallbacks_ = 0;       // allocations that used reported memory
   uint64_t fallback_pages_ = 0;  // pages of reported memory handed out
   bool verbose_ = false;

@@ -21,6 +21,7 @@ struct Options {
   uint32_t reserve_gb = 1024;      // EBBMALLOC_RESERVE_GB: largest heap (address space taken as it grows)
   bool split_warm = true;          // EBBMALLOC_SPLIT_WARM: split warm before reported fit
   uint32_t report_mark_kb = 1024;  // EBBMALLOC_REPORT_MARK_KB: warm free memory that wakes the reporter
+  uint32_t thread_cache_kb = 2048;  // EBBMALLOC_THREAD_CACHE_KB: most small objects one thread's cache holds
   bool check = false;              // EBBMALLOC_CHECK: heap invariant walks (debug builds)
   bool live_stats = false;         // EBBMALLOC_LIVE_STATS: keep counters in a file for ebbtop
   bool harden = false;             // EBBMALLOC_HARDEN: the hardened mode (front/harden.h)

@@ -104,14 +104,54 @@ LargeSlot large_remove(ThreadCache* tc, unsigned i) {
   return s;
 }
 
+// The cache's mutex held. Sets a bin's capacity, flushing what it holds
+// beyond it; keeps grown_bytes.
+void set_bin_max(ThreadCache* tc, unsigned cls, uint32_t nm) {
+  const uint32_t m = tc->max[cls], count = bin_count(tc, cls);
+  if (count > nm) flush_bin(tc, cls, nm);
+  tc->max[cls] = nm;
+  tc->bins[cls].room = nm - (count < nm ? count : nm);
+  // (Capacities never go below the class's start: grown_bytes counts what
+  // is above it.)
+  tc->grown_bytes = tc->grown_bytes + uint64_t{nm} * class_info(cls).size - uint64_t{m} * class_info(cls).size;
+}
+
+// The cache's mutex held. Halves the capacity of other classes (round
+// robin, none below its start) until `need` bytes are freed; false if
+// they cannot give that much.
+bool steal_capacity(ThreadCache* tc, unsigned cls, uint64_t need) {
+  for (unsigned k = 0; k < kNumClasses && need > 0; ++k) {
+    const unsigned v = tc->steal_next;
+    tc->steal_next = v == kNumClasses ? 1 : v + 1;
+    const uint32_t m = tc->max[v], init = class_info(v).cache_init;
+    if (v == cls || m <= init) continue;
+    const uint32_t nm = m / 2 > init ? m / 2 : init;
+    const uint64_t freed = uint64_t{m - nm} * class_info(v).size;
+    set_bin_max(tc, v, nm);
+    need = freed >= need ? 0 : need - freed;
+  }
+  return need == 0;
+}
+
 // A slow-path call on a bin: the class is in use, let the cache hold more
-// of it (slow start, as tcmalloc's per-class list lengths).
+// of it (slow start, as tcmalloc's per-class list lengths), within the
+// thread's budget for growth beyond the classes' start: an eighth of the
+// heap in use, at least 64 KiB, at most EBBMALLOC_THREAD_CACHE_KB (2 MiB).
+// Past it, a growing class takes
+// capacity from the others, so a thread's caches follow what it uses and a
+// small program's stay small (a 1 MiB program: 2.7 MiB cached without it).
 void grow_bin(ThreadCache* tc, unsigned cls) {
   const uint32_t cap = class_info(cls).cache_max, m = tc->max[cls];
   if (m == 0 || m >= cap) return;  // (0: the hardened mode)
   const uint32_t grown = m * 2 < cap ? m * 2 : cap;
+  const uint64_t add = uint64_t{grown - m} * class_info(cls).size;
+  const uint64_t most = uint64_t{g.opts.thread_cache_kb} << 10, least = uint64_t{64} << 10;
+  const uint64_t by_use = (g.heap.in_use_hint() << kPageShift) / 8;
+  const uint64_t budget = by_use > most ? most : (by_use < least ? (least < most ? least : most) : by_use);
+  if (tc->grown_bytes + add > budget && !steal_capacity(tc, cls, tc->grown_bytes + add - budget)) return;
   tc->bins[cls].room += grown - m;
   tc->max[cls] = grown;
+  tc->grown_bytes += add;
 }
 
 // `idle`: the reporter drains a thread that went idle; when it comes back,
@@ -119,7 +159,7 @@ void grow_bin(ThreadCache* tc, unsigned cls) {
 void flush_all(ThreadCache* tc, uint64_t freed_at = 0, bool idle = false) {
   for (unsigned c = 1; c <= kNumClasses; ++c) {
     flush_bin(tc, c, 0, freed_at);
-    if (idle && tc->max[c]) tc->bins[c].room = tc->max[c] = class_info(c).cache_init;
+    if (idle && tc->max[c]) set_bin_max(tc, c, class_info(c).cache_init);
   }
   while (tc->large_count) {
     const LargeSlot s = large_remove(tc, tc->large_count - 1);
@@ -194,6 +234,7 @@ ThreadCache* thread_init() {
     t_state = ThreadState::kNone;
     return nullptr;
   }
+  tc->grown_bytes = 0;
   for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].room = tc->max[c] = g.opts.harden ? 0 : class_info(c).cache_init;
   registry_link(tc);
   // Registers the exit destructor; for early keys this never allocates,
