@@ -72,8 +72,8 @@ typedef struct ebb_stats {
   uint64_t pinned_bytes;      /* free object bytes on slab pages in the floor, all classes */
   uint64_t process_rss_bytes; /* the kernel's RSS of the process when the floor was taken (0: unknown) */
   uint64_t floor_walk_us;     /* what computing the floor took (threads wait that long) */
-  uint32_t floor_exact;       /* 0: other threads' caches could not be read (no membarrier),
-                                 or a class was inconsistent: some free objects counted as live */
+  uint32_t floor_exact;       /* 0: other threads' caches could not be read (no membarrier):
+                                 their free objects counted as live */
   uint32_t pinned_classes;    /* entries used below, most pinned first */
   uint64_t pinned_class_size[EBB_PINNED_TOP];  /* object size of the class */
   uint64_t pinned_class_bytes[EBB_PINNED_TOP]; /* its free bytes on pages in the floor */

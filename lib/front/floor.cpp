@@ -17,38 +17,32 @@ namespace {
 // Objects in thread caches, transfer batches and the quarantine are free,
 // but their slab's bitmap counts them as taken. While everything is held,
 // their bits are set for the walk (kMark) and cleared again after it
-// (kUnmark): nobody else can see the bitmaps in between. kCheck first makes
-// sure none of them is set already (an object both cached and free in its
-// slab, after an undetected double free): such a class is left unmarked,
-// its cached objects counted as live, rather than have kUnmark clear a bit
-// that was set before.
-enum class Pass { kCheck, kMark, kUnmark };
+// (kUnmark): nobody else can see the bitmaps in between. An object whose bit
+// is set already when kMark comes to it is free twice (in its slab and in a
+// list, or in two lists): a double free no check caught yet, which aborts
+// here as it would when the object reached its slab.
+enum class Pass { kMark, kUnmark };
 
 struct MarkCtx {
   Pass pass;
   unsigned cls;
-  bool conflict;
 };
 
 void mark_object(void* obj, void* ctx) {
-  MarkCtx& m = *static_cast<MarkCtx*>(ctx);
+  const MarkCtx& m = *static_cast<const MarkCtx*>(ctx);
   const SizeClass& sc = class_info(m.cls);
   const PageDesc& d = g.heap.region().descs()[g.heap.region().page_index(obj)];
   if (d.kind != PageKind::kSlab || !d.slab || d.slab->cls != m.cls)
     fatal_corrupt_list(Fn::kNone, obj, "a list of free objects");
   Slab* s = d.slab;
   const uint64_t i = (static_cast<uint64_t>(static_cast<char*>(obj) - s->start) * sc.magic) >> 32;
+  uint64_t& word = s->bits[i >> 6];
   const uint64_t bit = uint64_t{1} << (i & 63);
-  switch (m.pass) {
-    case Pass::kCheck:
-      if (s->bits[i >> 6] & bit) m.conflict = true;
-      break;
-    case Pass::kMark:
-      s->bits[i >> 6] |= bit;
-      break;
-    case Pass::kUnmark:
-      s->bits[i >> 6] &= ~bit;
-      break;
+  if (m.pass == Pass::kUnmark) {
+    word &= ~bit;
+  } else {
+    if (word & bit) fatal_pointer("double free of", obj, "a free object is also free in its slab or in another list");
+    word |= bit;
   }
 }
 
@@ -140,14 +134,9 @@ void walk_heap(FloorResult* out) {
 
 void floor_held(bool readable, void* ctx) {
   FloorResult* out = static_cast<FloorResult*>(ctx);
-  bool conflict[kNumClasses + 1] = {};
   for (unsigned c = 1; c <= kNumClasses; ++c) g.bins[c].lock.lock();
   for (unsigned c = 1; c <= kNumClasses; ++c) {
-    MarkCtx m{Pass::kCheck, c, false};
-    visit_free_taken(c, readable, &m);
-    conflict[c] = m.conflict;
-    if (m.conflict) continue;
-    m.pass = Pass::kMark;
+    MarkCtx m{Pass::kMark, c};
     visit_free_taken(c, readable, &m);
   }
   {
@@ -155,15 +144,11 @@ void floor_held(bool readable, void* ctx) {
     walk_heap(out);
   }
   for (unsigned c = 1; c <= kNumClasses; ++c) {
-    if (conflict[c]) {
-      out->exact = false;
-      continue;
-    }
-    MarkCtx m{Pass::kUnmark, c, false};
+    MarkCtx m{Pass::kUnmark, c};
     visit_free_taken(c, readable, &m);
   }
   for (unsigned c = kNumClasses; c >= 1; --c) g.bins[c].lock.unlock();
-  if (!readable) out->exact = false;
+  out->exact = readable;
 }
 
 }  // namespace

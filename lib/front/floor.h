@@ -21,7 +21,9 @@
 // the threads wait for that long (a few ms for a GiB of small objects;
 // floor_walk_us in the statistics says what it took). Without membarrier
 // (old kernels) other threads' caches cannot be read: their objects then
-// count as live.
+// count as live. The walk marks the free objects of caches in their slabs'
+// bitmaps and clears the marks after (under the bin locks: unseen); an
+// object found free twice there is a double free, and aborts.
 #pragma once
 #include <cstdint>
 
@@ -37,7 +39,7 @@ struct FloorResult {
   // pages that also hold a live object.
   uint64_t pinned[kNumClasses + 1] = {};
   uint64_t walk_us = 0;      // what the computation took
-  bool exact = true;         // false: some cached objects counted as live (see above)
+  bool exact = true;         // false: other threads' caches could not be read (see above)
 };
 
 // Fills *out. Takes the thread-cache registry and every cache's mutex, every
