@@ -15,11 +15,30 @@
 extern "C" {
 #endif
 
-#define EBB_STATS_VERSION 2
+#define EBB_STATS_VERSION 3
 #define EBB_NUM_ORDERS 14 /* buddy orders 0 (4 KiB) .. 13 (32 MiB) */
+#define EBB_PINNED_TOP 5  /* size classes listed in pinned_class_* */
 
 /* Filled by ebb_stats(). Byte figures are a consistent-enough snapshot
- * taken without stopping other threads. */
+ * taken without stopping other threads (except the resident floor, below).
+ *
+ * Versions: fields are only ever added at the end, and `version` says which
+ * were filled. A program built against version N calls ebb_stats() with a
+ * version-N struct; the library fills exactly that much (see ebb_stats and
+ * ebb_stats_sized below), so programs built against an older header keep
+ * working with a newer library. Version 2 ends at `reporter_thread_running`
+ * (EBB_STATS_V2_SIZE bytes); version 3 adds the resident floor.
+ *
+ * The resident floor (version 3) is the bytes of 4 KiB pages that hold at
+ * least one live byte: what a non-moving allocator could at best shrink this
+ * heap to. Live = handed to the program and not freed since. Objects the
+ * program freed count as free wherever they wait: in a thread's cache (even
+ * the caller's own), in a transfer batch, in the hardened mode's quarantine,
+ * a large block in a thread's large-block cache. All pages of a live large
+ * block count; a huge object counts with its whole mapping. Slab slack and
+ * metadata are not in the floor. It is computed on demand, by ebb_stats()
+ * and the statistics printed at exit: every thread is stopped at its next
+ * malloc/free for one walk over the heap (floor_walk_us says how long). */
 typedef struct ebb_stats {
   uint32_t version;    /* EBB_STATS_VERSION */
   uint32_t num_orders; /* EBB_NUM_ORDERS */
@@ -46,7 +65,21 @@ typedef struct ebb_stats {
   uint64_t cache_drains;            /* idle thread caches drained by the reporter */
   uint64_t thread_caches;           /* live thread caches */
   uint64_t reporter_thread_running; /* 1 if the reporter thread exists */
+  /* ---- version 3 ---- */
+  uint64_t floor_bytes;       /* resident floor: floor_slab + floor_large + huge_bytes */
+  uint64_t floor_slab_bytes;  /* slab pages holding a live object */
+  uint64_t floor_large_bytes; /* pages of live large blocks */
+  uint64_t pinned_bytes;      /* free object bytes on slab pages in the floor, all classes */
+  uint64_t process_rss_bytes; /* the kernel's RSS of the process when the floor was taken (0: unknown) */
+  uint64_t floor_walk_us;     /* what computing the floor took (threads wait that long) */
+  uint32_t floor_exact;       /* 0: other threads' caches could not be read (no membarrier):
+                                 their free objects counted as live */
+  uint32_t pinned_classes;    /* entries used below, most pinned first */
+  uint64_t pinned_class_size[EBB_PINNED_TOP];  /* object size of the class */
+  uint64_t pinned_class_bytes[EBB_PINNED_TOP]; /* its free bytes on pages in the floor */
 } ebb_stats_t;
+
+#define EBB_STATS_V2_SIZE 400 /* offsetof(ebb_stats_t, floor_bytes) */
 
 /* The active options (read from EBBMALLOC_* at start-up). */
 typedef struct ebb_options {
@@ -68,9 +101,17 @@ typedef struct ebb_options {
   int harden;             /* EBBMALLOC_HARDEN (0): the hardened mode */
 } ebb_options_t;
 
-/* Fills *out (out->version must not be read before). Returns 0, or -1 if
- * out is NULL. */
-int ebb_stats(ebb_stats_t* out);
+/* Fills the first `size` bytes of *out with the newest version that fits
+ * (out->version says which; the library does not read *out). Version 3 and
+ * later compute the resident floor. Returns 0, or -1 if out is NULL or size
+ * is below EBB_STATS_V2_SIZE. */
+int ebb_stats_sized(ebb_stats_t* out, size_t size);
+/* The entry point of programs built against version 2: fills the version-2
+ * fields only (EBB_STATS_V2_SIZE bytes), without the floor. Programs built
+ * against this header reach ebb_stats_sized through the macro below, with
+ * the size of their struct: ebb_stats(&s) fills all of this version. */
+int(ebb_stats)(ebb_stats_t* out);
+#define ebb_stats(out) ebb_stats_sized((out), sizeof(ebb_stats_t))
 /* Prints the statistics to file descriptor fd: text, or one JSON object. */
 void ebb_print_stats(int fd, int json);
 /* Reports all free memory to the OS now, whatever its age, after draining

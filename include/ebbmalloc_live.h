@@ -14,6 +14,8 @@
  * odd. Every field is a naturally aligned 32- or 64-bit integer, so word-wise
  * copies never tear.
  *
+ * Layout 2: ebb_stats_t version 3 (the resident floor) and floor_mono_ms.
+ *
  * Compatibility: a reader accepts the file only if `magic` is
  * EBB_LIVE_MAGIC and `layout` is the EBB_LIVE_LAYOUT it was built with. Any
  * change to this struct or to ebb_stats_t changes EBB_LIVE_LAYOUT. */
@@ -29,7 +31,7 @@ extern "C" {
 #endif
 
 #define EBB_LIVE_MAGIC 0x314556494c424245ULL /* "EBBLIVE1" in memory order */
-#define EBB_LIVE_LAYOUT 1
+#define EBB_LIVE_LAYOUT 2
 #define EBB_LIVE_FILE_SIZE 4096
 #define EBB_LIVE_DEFAULT_DIR_PREFIX "/dev/shm/ebbmalloc-" /* + decimal euid */
 #define EBB_LIVE_SUFFIX ".stats"                          /* <pid>.stats */
@@ -50,6 +52,12 @@ typedef struct ebb_live_file {
   /* The snapshot. */
   uint64_t publishes;        /* snapshots written so far */
   uint64_t published_mono_ms; /* CLOCK_MONOTONIC (system-wide) of this one */
+  /* When the resident floor in `stats` (floor_bytes ... pinned_class_bytes)
+   * was computed: it stops every thread of the process for a walk, so it is
+   * taken at most once per max(EBBMALLOC_LIVE_STATS_MS, 100 x the last
+   * walk's time), i.e. the threads spend at most 1% of the time waiting for
+   * it; between walks the snapshot carries the last one. 0: not yet. */
+  uint64_t floor_mono_ms;
   ebb_stats_t stats;
 } ebb_live_file_t;
 

@@ -20,7 +20,7 @@ static_assert(offsetof(ebb_live_file_t, seq) % 8 == 0 && offsetof(ebb_live_file_
 static_assert(sizeof(ebb_stats_t) % 8 == 0);
 // Changing the file's layout (or ebb_stats_t) must change EBB_LIVE_LAYOUT;
 // then update this size.
-static_assert(EBB_LIVE_LAYOUT == 1 && sizeof(ebb_live_file_t) == 496, "bump EBB_LIVE_LAYOUT");
+static_assert(EBB_LIVE_LAYOUT == 2 && sizeof(ebb_live_file_t) == 640, "bump EBB_LIVE_LAYOUT");
 static_assert(sizeof(ebb_live_file_t) <= EBB_LIVE_FILE_SIZE);
 
 namespace {
@@ -103,16 +103,38 @@ void store_words(void* dst, const void* src, size_t bytes) {
   }
 }
 
+// The last resident floor (the version-3 fields of ebb_stats_t), when it was
+// taken and when the next may be (only the reporter thread publishes).
+constinit ebb_stats_t g_floor{};
+constinit uint64_t g_floor_ms = 0;
+constinit uint64_t g_next_floor_ms = 0;
+
+// The floor stops every thread for its walk: at most once per
+// max(publish period, 100 x the last walk), so threads wait <= 1% of the time.
+void refresh_floor(uint64_t now) {
+  if (g_floor_ms && now < g_next_floor_ms) return;
+  collect_floor(&g_floor);
+  g_floor_ms = now ? now : 1;
+  const uint64_t cost_ms = 100 * g_floor.floor_walk_us / 1000;
+  g_next_floor_ms = now + (cost_ms > g.opts.live_stats_ms ? cost_ms : g.opts.live_stats_ms);
+}
+
 // The reporter's publish hook (and the first snapshot, from start()).
 void publish() {
   if (!g_active.load(std::memory_order_acquire)) return;
   ebb_live_file_t* f = g_file;
   ebb_stats_t s;
-  collect_stats(&s);  // before the write window: keep it short
+  // Before the write window: keep it short.
+  const uint64_t now = os::now_ms();
+  refresh_floor(now);
+  collect_stats(&s, false);
+  constexpr size_t kFloorAt = offsetof(ebb_stats_t, floor_bytes);
+  memcpy(reinterpret_cast<char*>(&s) + kFloorAt, reinterpret_cast<const char*>(&g_floor) + kFloorAt,
+         sizeof(s) - kFloorAt);
   const uint64_t seq = __atomic_load_n(&f->seq, __ATOMIC_RELAXED);
   __atomic_store_n(&f->seq, seq + 1, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_RELEASE);
-  const uint64_t head[2] = {__atomic_load_n(&f->publishes, __ATOMIC_RELAXED) + 1, os::now_ms()};
+  const uint64_t head[3] = {__atomic_load_n(&f->publishes, __ATOMIC_RELAXED) + 1, now, g_floor_ms};
   store_words(&f->publishes, head, sizeof(head));
   store_words(&f->stats, &s, sizeof(s));
   __atomic_store_n(&f->seq, seq + 2, __ATOMIC_RELEASE);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "api/malloc_api.h"
+#include "api/stats.h"
 #include "ebbmalloc.h"
 
 using namespace ebb;
@@ -80,8 +81,10 @@ EBB_EXPORT void free_aligned_sized(void* p, size_t align, size_t size) noexcept 
 EBB_EXPORT int malloc_trim(size_t) noexcept { return ebb_report_now() > 0 ? 1 : 0; }
 
 EBB_EXPORT struct mallinfo2 mallinfo2(void) noexcept {
+  // Without the resident floor: mallinfo2 may be called often, and the
+  // floor stops every thread.
   ebb_stats_t s;
-  ebb_stats(&s);
+  collect_stats(&s, false);
   struct mallinfo2 m = {};
   uint64_t blocks = 0;
   for (unsigned i = 0; i < EBB_NUM_ORDERS; ++i) blocks += s.free_blocks[i];

@@ -1,19 +1,55 @@
 // The public extension API: statistics, report-now, version, options and the
 // heap checker (include/ebbmalloc.h).
+#include <cstddef>
 #include <cstring>
 
 #include "api/stats.h"
 #include "common/log.h"
 #include "ebbmalloc.h"
+#include "front/floor.h"
 #include "front/globals.h"
 #include "front/large.h"
 #include "front/thread_cache.h"
+#include "os/os.h"
 
 using namespace ebb;
 
 namespace ebb {
 
-void collect_stats(ebb_stats_t* s) {
+static_assert(offsetof(ebb_stats_t, floor_bytes) == EBB_STATS_V2_SIZE, "version 2 ends there, for good");
+
+void collect_floor(ebb_stats_t* s) {
+  FloorResult f;
+  compute_floor(&f);
+  s->process_rss_bytes = os::process_rss_bytes();
+  s->floor_slab_bytes = f.slab_bytes;
+  s->floor_large_bytes = f.large_bytes;
+  s->floor_bytes = f.slab_bytes + f.large_bytes + f.huge_bytes;
+  s->floor_walk_us = f.walk_us;
+  s->floor_exact = f.exact ? 1 : 0;
+  s->pinned_bytes = 0;
+  s->pinned_classes = 0;
+  for (unsigned k = 0; k < EBB_PINNED_TOP; ++k) s->pinned_class_size[k] = s->pinned_class_bytes[k] = 0;
+  // The top classes by pinned bytes (ties: the smaller class first).
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    const uint64_t b = f.pinned[c];
+    s->pinned_bytes += b;
+    if (b == 0) continue;
+    unsigned k = s->pinned_classes < EBB_PINNED_TOP ? s->pinned_classes++ : EBB_PINNED_TOP;
+    if (k == EBB_PINNED_TOP) {
+      if (b <= s->pinned_class_bytes[EBB_PINNED_TOP - 1]) continue;
+      k = EBB_PINNED_TOP - 1;
+    }
+    for (; k > 0 && s->pinned_class_bytes[k - 1] < b; --k) {
+      s->pinned_class_bytes[k] = s->pinned_class_bytes[k - 1];
+      s->pinned_class_size[k] = s->pinned_class_size[k - 1];
+    }
+    s->pinned_class_bytes[k] = b;
+    s->pinned_class_size[k] = class_info(c).size;
+  }
+}
+
+void collect_stats(ebb_stats_t* s, bool floor) {
   memset(s, 0, sizeof(*s));
   s->version = EBB_STATS_VERSION;
   s->num_orders = EBB_NUM_ORDERS;
@@ -64,6 +100,7 @@ void collect_stats(ebb_stats_t* s) {
   s->cache_drains = r.cache_drains.load(std::memory_order_relaxed);
   s->thread_caches = ncaches;
   s->reporter_thread_running = g.reporter.thread_running() ? 1 : 0;
+  if (floor) collect_floor(s);
 }
 
 }  // namespace ebb
@@ -84,15 +121,21 @@ void field(OutBuf& o, const char* name, uint64_t v, bool json, bool first = fals
 
 extern "C" {
 
-EBB_EXPORT int ebb_stats(ebb_stats_t* out) {
-  if (!out) return -1;
-  collect_stats(out);
+EBB_EXPORT int ebb_stats_sized(ebb_stats_t* out, size_t size) {
+  if (!out || size < EBB_STATS_V2_SIZE) return -1;
+  ebb_stats_t s;
+  const bool v3 = size >= sizeof(ebb_stats_t);
+  collect_stats(&s, v3);
+  if (!v3) s.version = 2;
+  memcpy(out, &s, v3 ? sizeof(s) : EBB_STATS_V2_SIZE);
   return 0;
 }
 
+EBB_EXPORT int(ebb_stats)(ebb_stats_t* out) { return ebb_stats_sized(out, EBB_STATS_V2_SIZE); }
+
 EBB_EXPORT void ebb_print_stats(int fd, int json) {
   ebb_stats_t s;
-  collect_stats(&s);
+  collect_stats(&s, true);
   OutBuf o(fd);
   if (json) {
     o.str("{");
@@ -123,7 +166,18 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
     field(o, "cache_drains", s.cache_drains, true);
     field(o, "thread_caches", s.thread_caches, true);
     field(o, "reporter_thread_running", s.reporter_thread_running, true);
-    o.str("}\n");
+    field(o, "floor_bytes", s.floor_bytes, true);
+    field(o, "floor_slab_bytes", s.floor_slab_bytes, true);
+    field(o, "floor_large_bytes", s.floor_large_bytes, true);
+    field(o, "pinned_bytes", s.pinned_bytes, true);
+    field(o, "process_rss_bytes", s.process_rss_bytes, true);
+    field(o, "floor_walk_us", s.floor_walk_us, true);
+    field(o, "floor_exact", s.floor_exact, true);
+    o.str(",\"pinned_class_size\":[");
+    for (unsigned i = 0; i < s.pinned_classes; ++i) o.str(i ? "," : "").u64(s.pinned_class_size[i]);
+    o.str("],\"pinned_class_bytes\":[");
+    for (unsigned i = 0; i < s.pinned_classes; ++i) o.str(i ? "," : "").u64(s.pinned_class_bytes[i]);
+    o.str("]}\n");
     return;
   }
   o.str("ebbmalloc statistics (").str(ebb_version()).str(")\n");
@@ -136,6 +190,20 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
   o.str("  slab reported ").pad(12).bytes(s.slab_reported_bytes).chr('\n');
   o.str("  huge          ").pad(12).bytes(s.huge_bytes).chr('\n');
   o.str("  metadata      ").pad(12).bytes(s.metadata_bytes).chr('\n');
+  // The resident floor: pages holding a live byte, what a non-moving
+  // allocator could shrink the heap to at best; RSS against it.
+  o.str("  floor         ").pad(12).bytes(s.floor_bytes).str("  (pages with a live byte: slabs ").bytes(s.floor_slab_bytes);
+  o.str(", large ").bytes(s.floor_large_bytes).str(", huge ").bytes(s.huge_bytes);
+  o.str("; walk ").u64(s.floor_walk_us).str(" us").str(s.floor_exact ? "" : ", inexact").str(")\n");
+  if (s.process_rss_bytes) {
+    o.str("  process RSS   ").pad(12).bytes(s.process_rss_bytes);
+    if (s.process_rss_bytes >= s.floor_bytes) o.str("  (floor + ").bytes(s.process_rss_bytes - s.floor_bytes).str(")\n");
+    else o.str("  (below the floor: part of it is swapped out)\n");
+  }
+  o.str("  pinned        ").pad(12).bytes(s.pinned_bytes).str("  (free objects on pages in the floor)");
+  for (unsigned i = 0; i < s.pinned_classes; ++i)
+    o.str(i ? ", " : ": ").u64(s.pinned_class_size[i]).str(" B ").bytes(s.pinned_class_bytes[i]);
+  o.chr('\n');
   o.str("  order  block-size   free  reported\n");
   for (unsigned i = 0; i < EBB_NUM_ORDERS; ++i) {
     if (!s.free_blocks[i]) continue;

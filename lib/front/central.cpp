@@ -7,6 +7,7 @@
 #include "front/free_list.h"
 #include "front/globals.h"
 #include "front/harden.h"
+#include "front/slab_geometry.h"
 #include "os/os.h"
 
 namespace ebb {
@@ -25,43 +26,6 @@ constexpr bool slabs_fit_page_masks() {
 static_assert(slabs_fit_page_masks(), "a slab's pages must fit a 64-bit page mask");
 
 // ---- page and bitmap geometry ------------------------------------------------
-
-// Bits a..b (inclusive, b < 64).
-constexpr uint64_t span_mask(uint32_t a, uint32_t b) {
-  const uint32_t n = b - a + 1;
-  return (n >= 64 ? ~uint64_t{0} : ((uint64_t{1} << n) - 1)) << a;
-}
-
-uint32_t slab_pages(const SizeClass& sc) { return uint32_t{1} << sc.slab_order; }
-
-// Pages holding (part of) an object; the rest of a slab is slack, never
-// touched by an object.
-uint64_t object_pages(const SizeClass& sc) {
-  return span_mask(0, static_cast<uint32_t>((uint64_t{sc.objects} * sc.size - 1) >> kPageShift));
-}
-
-uint64_t pages_of_object(const SizeClass& sc, uint64_t i) {
-  const uint64_t off = i * sc.size;
-  return span_mask(static_cast<uint32_t>(off >> kPageShift),
-                   static_cast<uint32_t>((off + sc.size - 1) >> kPageShift));
-}
-
-// The objects overlapping slab page p are [*a, *b]; false for a slack page.
-bool objects_of_page(const SizeClass& sc, uint32_t p, uint32_t* a, uint32_t* b) {
-  const uint64_t lo = uint64_t{p} << kPageShift;
-  *a = static_cast<uint32_t>(lo / sc.size);
-  if (*a >= sc.objects) return false;
-  const uint64_t last = (lo + kPageSize - 1) / sc.size;
-  *b = last >= sc.objects ? sc.objects - 1 : static_cast<uint32_t>(last);
-  return true;
-}
-
-// Calls f(word, mask) for the bitmap words covering bits [a, b].
-template <class F>
-void for_bit_range(uint32_t a, uint32_t b, F f) {
-  for (uint32_t w = a >> 6; w <= b >> 6; ++w)
-    f(w, span_mask(w == a >> 6 ? a & 63 : 0, w == b >> 6 ? b & 63 : 63));
-}
 
 bool range_all_free(const Slab* s, uint32_t a, uint32_t b) {
   bool all = true;
@@ -931,6 +895,12 @@ CentralTotals central_totals() {
     t.refaulted_bytes += __atomic_load_n(&bin.refaulted_pages, __ATOMIC_RELAXED) << kPageShift;
   }
   return t;
+}
+
+void central_visit_quarantine(unsigned cls, void (*visit)(void* obj, void* ctx), void* ctx) {
+  const Quarantine* q = g.bins[cls].quarantine;
+  if (!q) return;
+  for (uint32_t k = 0; k < q->count; ++k) visit(q->ring[(q->head + k) % Quarantine::kRing].p, ctx);
 }
 
 unsigned central_check(bool print) {

@@ -124,6 +124,11 @@ struct CentralTotals {
 // Statistics (racy reads: a snapshot good enough for reporting).
 CentralTotals central_totals();
 
+// The resident floor (front/floor.cpp): calls visit(obj, ctx) for every
+// object in the hardened mode's quarantine of class `cls` (free objects the
+// slab's bitmap still counts as taken). The bin's lock held.
+void central_visit_quarantine(unsigned cls, void (*visit)(void* obj, void* ctx), void* ctx);
+
 // Walks every bin: partial lists and boundaries, counts, bitmaps against
 // reported and isolated pages. Takes each bin's lock in turn; returns the
 // number of problems, printing the first ones if `print`.

@@ -344,6 +344,36 @@ void* malloc_small_slow(size_t size) {
   return p;
 }
 
+namespace {
+
+// Registry lock held: takes every cache's mutex and stops the other threads
+// at their next fast-path call (drain_req, one membarrier). Returns whether
+// their lists may be read: then each owner is also out of its fast path.
+bool hold_caches(ThreadCache* mine) {
+  bool stopped = os::membarrier_available();
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    tc->mutex.lock();
+    if (tc != mine && stopped) tc->drain_req.store(1, std::memory_order_relaxed);
+  }
+  if (stopped) stopped = os::membarrier();
+  if (stopped)
+    for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next)
+      while (tc != mine && tc->busy.load(std::memory_order_acquire)) __builtin_ia32_pause();
+  return stopped;
+}
+
+// Registry lock held: undoes hold_caches.
+void release_caches(ThreadCache* mine) {
+  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    if (tc != mine) tc->drain_req.store(0, std::memory_order_release);
+    tc->mutex.unlock();
+  }
+}
+
+ThreadCache* caller_cache() { return t_cache == &g_empty_cache ? nullptr : t_cache; }
+
+}  // namespace
+
 // Where the small object p of class cls is free, if anywhere: a thread's
 // cache, a transfer batch or its slab (nullptr: it is live). Called when
 // p's word 1 holds the free key, with no allocator lock held. The calling
@@ -354,36 +384,46 @@ void* malloc_small_slow(size_t size) {
 // them (drain_req + membarrier, then waiting for `busy` to drop), and the
 // bin's lock for its transfer batches and the slab's bitmap.
 const char* find_free_small(const void* p, unsigned cls) {
-  ThreadCache* mine = t_cache == &g_empty_cache ? nullptr : t_cache;
+  ThreadCache* mine = caller_cache();
   if (mine) {
     LockGuard m(mine->mutex);
     if (bin_contains(mine, p, cls)) return "the object is already free (in this thread's cache)";
   }
   LockGuard r(g_registry_lock);
-  bool stopped = os::membarrier_available();
-  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
-    tc->mutex.lock();
-    if (tc != mine && stopped) tc->drain_req.store(1, std::memory_order_relaxed);
-  }
-  if (stopped) stopped = os::membarrier();
+  // Without membarrier another thread's list cannot be read safely: its
+  // objects are then found only when they reach their slab.
+  const bool stopped = hold_caches(mine);
   const char* where = nullptr;
   for (ThreadCache* tc = g_registry; tc && !where; tc = tc->reg_next) {
-    if (tc != mine) {
-      // Without membarrier another thread's list cannot be read safely: its
-      // objects are then found only when they reach their slab.
-      if (!stopped) continue;
-      while (tc->busy.load(std::memory_order_acquire)) __builtin_ia32_pause();
-    }
+    if (tc != mine && !stopped) continue;
     if (bin_contains(tc, p, cls))
       where = tc == mine ? "the object is already free (in this thread's cache)"
                          : "the object is already free (in another thread's cache)";
   }
   if (!where) where = central_find_free(cls, p);
-  for (ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
-    if (tc != mine) tc->drain_req.store(0, std::memory_order_release);
-    tc->mutex.unlock();
-  }
+  release_caches(mine);
   return where;
+}
+
+void with_thread_caches_held(void (*f)(bool readable, void* ctx), void* ctx) {
+  ThreadCache* mine = caller_cache();
+  LockGuard r(g_registry_lock);
+  const bool readable = hold_caches(mine);
+  f(readable, ctx);
+  release_caches(mine);
+}
+
+void thread_caches_visit(unsigned cls, bool readable, void (*visit)(void* obj, void* ctx), void* vctx) {
+  const ThreadCache* mine = caller_cache();
+  for (const ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
+    if (tc != mine && !readable) continue;
+    const void* x = tc->bins[cls].head;
+    for (uint32_t i = 0, n = bin_count(tc, cls); i < n; ++i) {
+      if (!valid_free_object(x, cls)) fatal_corrupt_list(Fn::kNone, x, "a thread cache's list");
+      visit(const_cast<void*>(x), vctx);
+      x = link_load(x);
+    }
+  }
 }
 
 void free_small_slow(void* p, Fn fn, size_t size) {

@@ -170,6 +170,18 @@ void thread_cache_flush_mine();
 bool worth_reporting();
 // Reporter hook: drains idle caches (see Reporter::CacheHook).
 uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force);
+// For the resident floor (front/floor.cpp), which counts objects in caches
+// as free: calls f(readable, ctx) with every thread's cache held still, as a
+// double-free search holds them (the registry lock, every cache's mutex,
+// and the other threads stopped at their next fast-path call: drain_req,
+// one membarrier, waiting for `busy` to drop). `readable` is false when
+// other threads' lists cannot be read (no membarrier on this kernel): only
+// the caller's own cache can then be visited. No allocator lock may be held.
+void with_thread_caches_held(void (*f)(bool readable, void* ctx), void* ctx);
+// Inside with_thread_caches_held only: calls visit(obj, vctx) for every
+// object of class cls in the caller's cache and, if `readable`, in every
+// other thread's. A link that leads out of the class aborts (a corrupt list).
+void thread_caches_visit(unsigned cls, bool readable, void (*visit)(void* obj, void* ctx), void* vctx);
 // Bytes sitting in thread caches (racy; for statistics).
 uint64_t thread_cache_bytes(uint64_t* ncaches);
 void thread_cache_global_init();

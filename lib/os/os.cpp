@@ -106,6 +106,12 @@ uint64_t now_ms() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
+uint64_t now_us() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
 void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ms) {
   ErrnoSaver keep;
   struct timespec ts, *tsp = nullptr;
@@ -280,6 +286,24 @@ size_t read_proc_environ(char* buf, size_t size) {
   syscall(SYS_close, fd);
   buf[n] = 0;
   return n;
+}
+
+uint64_t process_rss_bytes() {
+  ErrnoSaver keep;
+  int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC));
+  if (fd < 0) return 0;
+  char buf[128];
+  const ssize_t r = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+  syscall(SYS_close, fd);
+  if (r <= 0) return 0;
+  buf[r] = 0;
+  // "size resident shared ...", in pages.
+  const char* p = buf;
+  while (*p && *p != ' ') ++p;
+  if (*p != ' ') return 0;
+  uint64_t pages = 0;
+  for (++p; *p >= '0' && *p <= '9'; ++p) pages = pages * 10 + static_cast<uint64_t>(*p - '0');
+  return pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace ebb::os

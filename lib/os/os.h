@@ -39,6 +39,11 @@ int advise_free(void* p, size_t size, bool lazy);
 // with one system call. EINVAL on kernels before 5.14.
 int populate_write(void* p, size_t size);
 uint64_t now_ms();
+// Monotonic microseconds, the precise clock (not hooked): for measuring what
+// an operation cost, never for deadlines.
+uint64_t now_us();
+// The process's resident set (/proc/self/statm) in bytes; 0 if unreadable.
+uint64_t process_rss_bytes();
 // 64 random bits from the kernel (getrandom, non-blocking); early in boot or
 // without the call, a mix of the clock, the stack address and the pid.
 uint64_t random_u64();

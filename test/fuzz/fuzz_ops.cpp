@@ -362,6 +362,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ebb_stats_t st;
         FUZZ_CHECK(ebb_stats(&st) == 0 && st.version == EBB_STATS_VERSION);
         FUZZ_CHECK(st.live_bytes >= g_live / 2);  // small objects are class-rounded up, never down
+        // The resident floor: pages of live bytes, within what is mapped;
+        // its walk leaves the heap consistent.
+        FUZZ_CHECK(st.floor_exact == 1 && st.floor_bytes <= st.mapped_bytes);
+        FUZZ_CHECK(st.floor_bytes == st.floor_slab_bytes + st.floor_large_bytes + st.huge_bytes);
+        FUZZ_CHECK(ebb_check_heap() == 0);
         const struct mallinfo2 mi = mallinfo2();
         FUZZ_CHECK(mi.uordblks + mi.hblkhd >= g_live / 2);
         break;

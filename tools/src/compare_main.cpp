@@ -32,6 +32,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "compare_floor.h"
 #include "measure.h"
 #include "svg_plot.h"
 
@@ -54,8 +55,8 @@ namespace {
 constexpr const char* kUsage =
     "usage: compare [--alloc A,B,...] [--runs N] [--scale F] [--workloads W,...]\n"
     "               [--micro|--no-micro] [--reporter-cost|--no-reporter-cost]\n"
-    "               [--results FILE.md] [--plot FILE.svg] [--interval MS]\n"
-    "               [--micro-min-time S] [--timeout S] [--env ALLOC:VAR=VALUE]\n"
+    "               [--floor|--no-floor] [--results FILE.md] [--plot FILE.svg]\n"
+    "               [--interval MS] [--micro-min-time S] [--timeout S] [--env ALLOC:VAR=VALUE]\n"
     "               [--install] [--quick]\n"
     "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
     "workloads:  phase, churn, fragment, server, bigalloc, largeblock, phasechange,\n"
@@ -100,6 +101,7 @@ struct Config {
   double micro_min_time = 0.05;
   bool micro = true;
   bool reporter_cost = true;
+  bool floor = true;  // the floor runs (compare_floor.h)
   bool quick = false;
   bool install = false;
   std::string results, plot;
@@ -143,6 +145,8 @@ constexpr Flag kFlags[] = {
     {"--no-micro", &Config::micro, false},
     {"--reporter-cost", &Config::reporter_cost, true},
     {"--no-reporter-cost", &Config::reporter_cost, false},
+    {"--floor", &Config::floor, true},
+    {"--no-floor", &Config::floor, false},
     {"--install", &Config::install, true},
     {"--quick", &Config::quick, true},
 };
@@ -936,6 +940,18 @@ int main(int argc, char** argv) {
   }
   for (auto& wr : results) verify(wr);
 
+  // The floor runs: every workload once more under ebbmalloc, its live
+  // statistics read at each sample (not timed: see compare_floor.h).
+  std::vector<ebb::compare::FloorRun> floors;
+  if (const m::Allocator* ebb = m::find_allocator(known, "ebb");
+      c.floor && std::find(allocs.begin(), allocs.end(), ebb) != allocs.end()) {
+    for (const auto& wr : results) {
+      floors.push_back(ebb::compare::floor_run(*ebb, wr.w->name, wr.cmd, c.interval_ms, 100, c.timeout_s));
+      fprintf(stderr, "compare: floor run %-12s %6.2f s  %s\n", wr.w->name.c_str(), floors.back().run.wall_s,
+              floors.back().error.c_str());
+    }
+  }
+
   MicroResults micro;
   micro.allocs = allocs;
   bool do_micro = c.micro;
@@ -989,6 +1005,17 @@ int main(int argc, char** argv) {
            "named (measured in this run); the last column says whether it is met and by how "
            "much (ratio, or MiB over the peer).\n\n";
     out += shapes + "\n";
+  }
+  if (!floors.empty()) {
+    const ebb::compare::FloorRows fr = ebb::compare::floor_rows(floors);
+    out += "### ebbmalloc: RSS against the resident floor\n\n"
+           "One more run of each workload under ebbmalloc with EBBMALLOC_LIVE_STATS=1 "
+           "(published every 100 ms; not timed), the live file read at every sample. The floor "
+           "is the bytes of pages holding a live byte (ebb_stats_t version 3): what a non-moving "
+           "allocator could reach at best; it is taken at most once per 100 ms and per 100× its "
+           "own walk time. \"then\": when the largest floor was taken (RSS read by the process at "
+           "that moment; pinned: free object bytes on pages in the floor).\n\n";
+    out += Table{fr.head, fr.rows}.render() + "\n";
   }
   if (run_allocs.size() > allocs.size()) {
     out += "### ebbmalloc's own cost: reporter on vs off (EBBMALLOC_REPORTER=0)\n\n";

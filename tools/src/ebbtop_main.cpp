@@ -103,7 +103,14 @@ std::string json_string(const std::string& s) {
   return o + "\"";
 }
 
-void print_json(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, uint64_t age_ms) {
+// How old the floor in the snapshot is (it is taken less often than the
+// snapshot: include/ebbmalloc_live.h), in ms; -1 when there is none yet.
+int64_t floor_age(const ebb_live_file_t& f, uint64_t now_ms) {
+  if (!f.floor_mono_ms) return -1;
+  return now_ms > f.floor_mono_ms ? static_cast<int64_t>(now_ms - f.floor_mono_ms) : 0;
+}
+
+void print_json(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, uint64_t age_ms, int64_t floor_ms) {
   const ebb_stats_t& s = f.stats;
   std::string o = "{\"pid\":" + std::to_string(t.pid) + ",\"comm\":" + json_string(t.comm);
   auto num = [&](const char* k, uint64_t v) { o += std::string(",\"") + k + "\":" + std::to_string(v); };
@@ -139,11 +146,25 @@ void print_json(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
   num("cache_drains", s.cache_drains);
   num("thread_caches", s.thread_caches);
   num("reporter_thread_running", s.reporter_thread_running);
+  num("floor_bytes", s.floor_bytes);
+  num("floor_slab_bytes", s.floor_slab_bytes);
+  num("floor_large_bytes", s.floor_large_bytes);
+  num("pinned_bytes", s.pinned_bytes);
+  num("floor_process_rss_bytes", s.process_rss_bytes);
+  num("floor_walk_us", s.floor_walk_us);
+  num("floor_exact", s.floor_exact);
+  o += ",\"floor_age_ms\":" + std::to_string(floor_ms);
+  for (int which = 0; which < 2; ++which) {
+    o += which ? ",\"pinned_class_bytes\":[" : ",\"pinned_class_size\":[";
+    for (unsigned i = 0; i < s.pinned_classes && i < EBB_PINNED_TOP; ++i)
+      o += (i ? "," : "") + std::to_string(which ? s.pinned_class_bytes[i] : s.pinned_class_size[i]);
+    o += "]";
+  }
   o += "}\n";
   fputs(o.c_str(), stdout);
 }
 
-void print_text(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, uint64_t age_ms) {
+void print_text(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, uint64_t age_ms, int64_t floor_ms) {
   const ebb_stats_t& s = f.stats;
   char when[32] = "?";
   const time_t now = time(nullptr);
@@ -156,6 +177,26 @@ void print_text(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
   printf("\n");
   printf("  process RSS     %12s   (/proc/%d/statm)\n", rss >= 0 ? human(static_cast<uint64_t>(rss)).c_str() : "?",
          t.pid);
+  // RSS against the resident floor: what a non-moving allocator could reach.
+  if (floor_ms < 0) {
+    printf("  floor           %12s   (not taken yet)\n", "?");
+  } else {
+    std::string vs;
+    if (rss >= 0 && s.floor_bytes > 0) {
+      char b[96];
+      snprintf(b, sizeof(b), "RSS = %.2f x floor, ", static_cast<double>(rss) / static_cast<double>(s.floor_bytes));
+      vs = b;
+    }
+    printf("  floor           %12s   pages holding a live byte (%sslabs %s, large %s, huge %s; %.1f s old, walk %.1f ms%s)\n",
+           human(s.floor_bytes).c_str(), vs.c_str(), human(s.floor_slab_bytes).c_str(),
+           human(s.floor_large_bytes).c_str(), human(s.huge_bytes).c_str(), floor_ms / 1000.0,
+           s.floor_walk_us / 1000.0, s.floor_exact ? "" : ", inexact");
+    std::string top;
+    for (unsigned i = 0; i < s.pinned_classes && i < EBB_PINNED_TOP; ++i)
+      top += (i ? ", " : "") + std::to_string(s.pinned_class_size[i]) + " B " + human(s.pinned_class_bytes[i]);
+    printf("  pinned          %12s   free objects on pages in the floor%s%s\n", human(s.pinned_bytes).c_str(),
+           top.empty() ? "" : ": ", top.c_str());
+  }
   printf("  heap resident~  %12s   mapped minus free reported memory\n", human(s.resident_bytes).c_str());
   printf("  mapped          %12s   heap committed + huge objects + metadata\n", human(s.mapped_bytes).c_str());
   printf("  live            %12s   handed to the program\n", human(s.live_bytes).c_str());
@@ -211,8 +252,8 @@ int main(int argc, char** argv) {
     const uint64_t now = ebbtop::monotonic_ms();
     const uint64_t age = now > snap.published_mono_ms ? now - snap.published_mono_ms : 0;
     if (tty && !a.once && !a.json) fputs("\033[H\033[2J", stdout);
-    if (a.json) print_json(t, snap, rss, age);
-    else print_text(t, snap, rss, age);
+    if (a.json) print_json(t, snap, rss, age, floor_age(snap, now));
+    else print_text(t, snap, rss, age, floor_age(snap, now));
     fflush(stdout);
     if (a.once) return 0;
     // Sleep in short steps so that the exit of the process is seen soon.

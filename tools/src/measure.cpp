@@ -524,6 +524,7 @@ RunResult run_under(const Allocator& alloc, const std::vector<std::string>& argv
       uint64_t sum = root.rss;
       for (size_t i = 1; i < tree.size(); ++i) sum += process_rss(tree[i]);
       r.samples.push_back({t - t0, sum});
+      if (opts.on_sample) opts.on_sample(pid, r.samples.back());
     }
     // Fixed-rate schedule; if we fell behind (a slow /proc scan), skip the
     // missed ticks instead of bursting.

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -132,6 +133,10 @@ struct RunOptions {
   bool capture_output = false;
   // Kill the command (and its tree) after this many seconds; 0 = never.
   double timeout_s = 0;
+  // Called after each RSS sample with the command's pid and the sample (to
+  // read more about the process at the same moment, e.g. its live
+  // statistics file: compare_floor.cpp).
+  std::function<void(pid_t pid, const Sample& s)> on_sample;
 };
 
 struct RunResult {

@@ -93,16 +93,22 @@ view)
   cmd "alloc 64"
   poll_json "s['live_bytes'] >= 64*$mib and s['process_rss_bytes'] >= 64*$mib and s['resident_bytes'] >= 64*$mib"
   ok "after alloc 64: live $(($(field live_bytes) / mib)) MiB, process RSS $(($(field process_rss_bytes) / mib)) MiB"
+  # The resident floor: the 64 KiB objects are large blocks, all of their
+  # pages live; the floor is below the process's RSS.
+  poll_json "s['floor_age_ms'] >= 0 and s['floor_large_bytes'] >= 64*$mib and s['floor_bytes'] >= 64*$mib and s['floor_bytes'] <= s['process_rss_bytes'] and s['floor_exact'] == 1"
+  ok "after alloc 64: floor $(($(field floor_bytes) / mib)) MiB (large $(($(field floor_large_bytes) / mib)) MiB), walk $(field floor_walk_us) us"
   top --once "$wpid"
   [ "$rc" = 0 ] || fail "ebbtop --once exit code $rc"
   for label in "process RSS" "heap resident~" mapped live "free warm" "free reported" "order  block" \
-               passes returned "madvise calls" fallbacks "thread caches"; do
+               passes returned "madvise calls" fallbacks "thread caches" "floor  " "x floor" pinned; do
     grep -q -- "$label" "$tmp/out" || fail "the text view lacks '$label'"
   done
   [ "$(grep -cE '^ +[0-9]+  [0-9.]+ [KMG]iB +[0-9]+ +[0-9]+$' "$tmp/out")" = 14 ] || fail "the order table lacks rows"
   cmd free
   poll_json "s['free_reported_bytes'] >= 60*$mib and s['live_bytes'] < 16*$mib and s['reported_bytes_total'] >= 60*$mib and s['madvise_calls'] > 0 and s['reporter_passes'] > 0"
   ok "after free: free reported $(($(field free_reported_bytes) / mib)) MiB, returned $(($(field reported_bytes_total) / mib)) MiB in $(field madvise_calls) madvise calls"
+  poll_json "s['floor_bytes'] < 8*$mib"
+  ok "after free: floor $(($(field floor_bytes) / 1024)) KiB"
   # Refreshing: ebbtop keeps printing until the process exits, then exits 0.
   timeout 60 "$ebbtop" --interval 100 "$wpid" >"$tmp/out" 2>"$tmp/err" </dev/null &
   top_pid=$!
@@ -266,18 +272,18 @@ version)
     python3 - "$live/$wpid.stats" "$@" <<'EOF'
 import struct, sys
 path, magic, layout, pid = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3]), int(sys.argv[4])
-head = struct.pack("<QIIiIII Q32s", magic, layout, 496, pid, 0, 500, 1, 0, b"ebbmalloc 9.9.9")
+head = struct.pack("<QIIiIII Q32s", magic, layout, 640, pid, 0, 500, 1, 0, b"ebbmalloc 9.9.9")
 open(path, "wb").write(head + b"\0" * (4096 - len(head)))
 EOF
   }
   write 0x314556494c424245 99 "$wpid"
   top --once "$wpid"
-  expect_error 1 "has layout 99 (written by 'ebbmalloc 9.9.9'), this ebbtop reads layout 1"
+  expect_error 1 "has layout 99 (written by 'ebbmalloc 9.9.9'), this ebbtop reads layout 2"
   ok "$(cat "$tmp/err")"
-  write 0x1234 1 "$wpid"
+  write 0x1234 2 "$wpid"
   top --once "$wpid"
   expect_error 1 "is not an ebbmalloc live statistics file (bad magic)"
-  write 0x314556494c424245 1 1
+  write 0x314556494c424245 2 1
   top --once "$wpid"
   expect_error 1 "belongs to pid 1, not $wpid"
   head -c 100 /dev/zero >"$live/$wpid.stats"
