@@ -77,6 +77,11 @@ typedef struct ebb_stats {
   uint32_t pinned_classes;    /* entries used below, most pinned first */
   uint64_t pinned_class_size[EBB_PINNED_TOP];  /* object size of the class */
   uint64_t pinned_class_bytes[EBB_PINNED_TOP]; /* its free bytes on pages in the floor */
+  /* The return curve (docs/DESIGN.md, "The return curve"): */
+  uint64_t curve_keep_bytes;      /* warm free memory the last reporter pass kept for reuse */
+  uint64_t heap_given_back_bytes; /* of reported_bytes_total: given back by the heap itself before a large
+                                     request faulted in memory, while warm fragments it could not use sat idle */
+  uint64_t heap_give_back_calls;  /* of madvise_calls: the heap's own */
 } ebb_stats_t;
 
 #define EBB_STATS_V2_SIZE 400 /* offsetof(ebb_stats_t, floor_bytes) */
@@ -99,6 +104,7 @@ typedef struct ebb_options {
   uint32_t live_stats_ms; /* EBBMALLOC_LIVE_STATS_MS (500) */
   uint32_t reporter_linger_ms; /* EBBMALLOC_REPORTER_LINGER_MS (2000): idle time before the thread exits */
   int harden;             /* EBBMALLOC_HARDEN (0): the hardened mode */
+  uint32_t thread_cache_kb; /* EBBMALLOC_THREAD_CACHE_KB (2048): most a thread's cache grows to */
 } ebb_options_t;
 
 /* Fills the first `size` bytes of *out with the newest version that fits

@@ -72,6 +72,8 @@ void collect_stats(ebb_stats_t* s, bool floor) {
     reported_pages = c.reported_pages;
     isolated = c.isolated_pages;
     s->reported_fallbacks = g.heap.fallbacks();
+    s->heap_given_back_bytes = g.heap.given_back_bytes();
+    s->heap_give_back_calls = g.heap.give_back_calls();
     s->reported_fallback_bytes = (g.heap.fallback_pages() << kPageShift) + ct.refaulted_bytes;
   }
   const uint64_t heap_bytes = frontier << kPageShift;
@@ -93,9 +95,10 @@ void collect_stats(ebb_stats_t* s, bool floor) {
   s->reporter_passes = r.passes.load(std::memory_order_relaxed);
   s->reporter_wakeups = r.wakeups.load(std::memory_order_relaxed);
   s->reported_blocks_total = r.blocks.load(std::memory_order_relaxed);
-  s->reported_bytes_total = r.bytes.load(std::memory_order_relaxed);
+  s->reported_bytes_total = r.bytes.load(std::memory_order_relaxed) + s->heap_given_back_bytes;
+  s->curve_keep_bytes = g.reporter.last_keep_pages() << kPageShift;
   s->slab_pages_reported_total = r.slab_pages.load(std::memory_order_relaxed);
-  s->madvise_calls = r.madvise_calls.load(std::memory_order_relaxed);
+  s->madvise_calls = r.madvise_calls.load(std::memory_order_relaxed) + s->heap_give_back_calls;
   s->madvise_failures = r.madvise_failures.load(std::memory_order_relaxed);
   s->cache_drains = r.cache_drains.load(std::memory_order_relaxed);
   s->thread_caches = ncaches;
@@ -177,7 +180,11 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
     for (unsigned i = 0; i < s.pinned_classes; ++i) o.str(i ? "," : "").u64(s.pinned_class_size[i]);
     o.str("],\"pinned_class_bytes\":[");
     for (unsigned i = 0; i < s.pinned_classes; ++i) o.str(i ? "," : "").u64(s.pinned_class_bytes[i]);
-    o.str("]}\n");
+    o.str("]");
+    field(o, "curve_keep_bytes", s.curve_keep_bytes, true);
+    field(o, "heap_given_back_bytes", s.heap_given_back_bytes, true);
+    field(o, "heap_give_back_calls", s.heap_give_back_calls, true);
+    o.str("}\n");
     return;
   }
   o.str("ebbmalloc statistics (").str(ebb_version()).str(")\n");
@@ -217,6 +224,9 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
   field(o, "slab pages reported", s.slab_pages_reported_total, false);
   field(o, "madvise calls", s.madvise_calls, false);
   field(o, "madvise failures", s.madvise_failures, false);
+  o.str("  kept warm by the return curve: ").bytes(s.curve_keep_bytes).chr('\n');
+  o.str("  given back by the heap before faulting in: ").bytes(s.heap_given_back_bytes).str(" in ");
+  o.u64(s.heap_give_back_calls).str(" madvise calls\n");
   field(o, "fallbacks to reported memory", s.reported_fallbacks, false);
   o.str("  reported memory reused: ").bytes(s.reported_fallback_bytes).chr('\n');
   field(o, "idle caches drained", s.cache_drains, false);
@@ -253,6 +263,7 @@ EBB_EXPORT const ebb_options_t* ebb_options(void) {
   p.live_stats = o.live_stats;
   p.live_stats_ms = o.live_stats_ms;
   p.reporter_linger_ms = o.linger_ms;
+  p.thread_cache_kb = o.thread_cache_kb;
   p.harden = o.harden;
   return &p;
 }

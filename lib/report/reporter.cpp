@@ -235,7 +235,7 @@ uint64_t Reporter::curve_pass(uint64_t* released) {
         b.cold_cutoff(plan.excess_pages, now - plan.min_age_ms, 4096, &c) && c > cutoff)
       cutoff = c;
   }
-  last_keep_pages_ = plan.keep_pages;
+  last_keep_pages_.store(plan.keep_pages, std::memory_order_relaxed);
   const uint64_t before = *released;
   uint64_t next = pass(cutoff, plan.slab_cold_ms, opts_->report_order, released);
   if (opts_->verbose) {

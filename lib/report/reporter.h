@@ -146,6 +146,7 @@ class Reporter {
   ReporterStats& stats_mut() { return stats_; }
   bool thread_running() const { return state_.load(std::memory_order_relaxed) >= kIdle; }
   uint32_t state() const { return state_.load(std::memory_order_relaxed); }
+  uint64_t last_keep_pages() const { return last_keep_pages_.load(std::memory_order_relaxed); }
 
   static constexpr uint32_t kNoThread = 0, kStart = 1, kIdle = 2, kRequested = 3, kActive = 4, kArmed = 5;
   static constexpr uint64_t kNever = ~uint64_t{0};
@@ -190,7 +191,7 @@ class Reporter {
   Mutex batch_lock_;  // one isolate/madvise/putback round at a time
   ReporterStats stats_;
   ReturnCurve curve_;  // reporter thread only
-  uint64_t last_keep_pages_ = 0;  // what the last pass kept (statistics)
+  std::atomic<uint64_t> last_keep_pages_{0};  // what the last pass kept (statistics)
   uint64_t frontier_ = 0;         // the heap's at the last pass
 };
 
