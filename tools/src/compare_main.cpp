@@ -58,7 +58,7 @@ constexpr const char* kUsage =
     "               [--micro-min-time S] [--timeout S] [--env ALLOC:VAR=VALUE]\n"
     "               [--install] [--quick]\n"
     "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
-    "workloads:  phase, churn, fragment, server, bigalloc (default: all)\n"
+    "workloads:  phase, churn, fragment, server, bigalloc, xmalloc, rptest, alloctest (default: all)\n"
     "--quick: tiny sizes and short idles (a smoke test, not a measurement)\n";
 
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -72,6 +72,7 @@ struct Workload {
   double scale;     // passed as --scale (times the --scale option)
   int idle_ms = 0;  // phase only
   int tail_idle_ms = 0;
+  int threads = 0;  // passed as --threads when set
 };
 
 const std::vector<Workload> kWorkloads = {
@@ -80,6 +81,9 @@ const std::vector<Workload> kWorkloads = {
     {"fragment", 0.5},
     {"server", 0.35},
     {"bigalloc", 0.25},
+    {"xmalloc", 0.5},
+    {"rptest", 0.25},
+    {"alloctest", 0.25, 0, 0, 1},
 };
 
 struct Config {
@@ -246,6 +250,7 @@ std::string shown(const std::string& path) {
 std::vector<std::string> workload_cmd(const Workload& w, const Config& c) {
   std::string dir = env_or("EBB_COMPARE_WORKLOAD_DIR", EBB_WORKLOAD_DIR);
   std::vector<std::string> cmd = {dir + "/" + w.name, "--scale", fmtd("%g", w.scale * c.scale)};
+  if (w.threads) cmd.insert(cmd.end(), {"--threads", std::to_string(w.threads)});
   if (w.name == "phase") {
     // Idle periods are not scaled (the reporter's cold time is 1 s whatever
     // the size); --quick shortens them.
