@@ -13,7 +13,7 @@
 // (~38 MiB live at scale 1); operations: 16 M x scale per thread.
 #include <vector>
 
-#include "common.h"
+#include "lines.h"
 
 namespace {
 
@@ -55,13 +55,13 @@ int main(int argc, char** argv) {
     auto make = [&](Slot& s) {
       s.id = wl::make_id(t, counter++);
       s.size = object_size(r);
-      s.p = wl::obj_alloc(s.id, s.size);
+      s.p = wl::obj_alloc_lines(s.id, s.size);
       ++st.allocs;
       st.live_bytes += s.size;
       if (st.live_bytes > st.peak_bytes) st.peak_bytes = st.live_bytes;
     };
     auto drop = [&](Slot& s) {
-      st.checksum += wl::obj_free(s.p, s.id, s.size);
+      st.checksum += wl::obj_free_lines(s.p, s.id, s.size);
       ++st.frees;
       st.live_bytes -= s.size;
       s.p = nullptr;

@@ -26,7 +26,7 @@
 
 #include <time.h>
 
-#include "common.h"
+#include "lines.h"
 
 namespace {
 
@@ -87,11 +87,11 @@ int main(int argc, char** argv) {
     auto make = [&](Obj& o) {
       o.id = wl::make_id(t, counter++);
       o.size = object_size(r);
-      o.p = wl::obj_alloc(o.id, o.size);
+      o.p = wl::obj_alloc_lines(o.id, o.size);
       ++st.allocs;
     };
     auto drop = [&](Obj& o) {
-      st.checksum += wl::obj_free(o.p, o.id, o.size);
+      st.checksum += wl::obj_free_lines(o.p, o.id, o.size);
       st.cross_frees += (o.id >> 40) != t;
       ++st.frees;
       o.p = nullptr;

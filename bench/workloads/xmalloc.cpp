@@ -19,7 +19,7 @@
 #include <memory>
 #include <vector>
 
-#include "common.h"
+#include "lines.h"
 
 namespace {
 
@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
       Obj& o = ring.buf[h & (kRing - 1)];
       o.id = wl::make_id(p, counter++);
       o.size = wl::octave_uniform(r, 4, 8);
-      o.p = wl::obj_alloc(o.id, o.size);
+      o.p = wl::obj_alloc_lines(o.id, o.size);
       ++st.allocs;
       if (++h - published >= kPublish) ring.head.store(published = h, std::memory_order_release);
     }
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     const uint64_t h = ring.head.load(std::memory_order_acquire);
     for (uint64_t t = t0; t < h; ++t) {
       Obj& o = ring.buf[t & (kRing - 1)];
-      st.checksum += wl::obj_free(o.p, o.id, o.size);
+      st.checksum += wl::obj_free_lines(o.p, o.id, o.size);
       ++st.frees;
       st.cross_frees += self != p;
       // Hand the room back every kPublish objects too.
