@@ -296,6 +296,38 @@ TEST(Threads, ForkDuringCrossThreadTraffic) {
   EXPECT_EQ(ebb_check_heap(), 0u);
 }
 
+// The caches of threads that exit go to the transfer caches whole (the next
+// thread's refills take them); what nobody takes must still be given back
+// once cold, with no further allocator call.
+TEST(Threads, ExitedThreadsCachesAreGivenBack) {
+  if (!ebb_options()->reporter) GTEST_SKIP();
+  if (ebb_options()->harden) GTEST_SKIP() << "the hardened mode keeps nothing in thread caches";
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([] {
+      // Sizes of 1 KiB .. 16 KiB: each class's list grows to its capacity
+      // (~128 KiB), so each thread exits holding ~2 MiB, touched.
+      for (size_t size = 1024; size <= 16384; size += size / 4) {
+        std::vector<void*> v;
+        for (int i = 0; i < 256; ++i) {
+          v.push_back(malloc(size));
+          touch(v.back(), size);
+        }
+        for (void* p : v) free(p);
+      }
+    });
+  for (auto& t : ts) t.join();
+  const uint64_t rss0 = rss_bytes();
+  const uint64_t t0 = now_ms();
+  uint64_t rss = rss0;
+  while (now_ms() - t0 < 8000 && rss + 4 * kMiB > rss0) {
+    sleep_ms(100);
+    rss = rss_bytes();
+  }
+  EXPECT_LE(rss + 4 * kMiB, rss0) << "RSS " << (rss0 >> 10) << " KiB -> " << (rss >> 10) << " KiB";
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
 TEST(Threads, ForkChildGetsAReporterBack) {
   if (!ebb_options()->reporter) GTEST_SKIP();
   if (ebb_options()->harden) GTEST_SKIP() << "32 MiB and its guard pages are a mapping of their own there";

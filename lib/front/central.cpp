@@ -734,12 +734,14 @@ void check_bin_if_enabled([[maybe_unused]] CentralBin& bin, [[maybe_unused]] uns
 
 }  // namespace
 
-unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
+unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned fit) {
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
   LockGuard bl(bin.lock);
-  // A batch another thread's cache left, if it fits.
-  if (bin.ntransfer && bin.transfer[bin.ntransfer - 1].count <= want) {
+  // A batch another thread's cache left, if it fits: a producer's refill
+  // takes a consumer's overflow whole even while their capacities differ
+  // (slow start), and a new thread the cache of one that exited.
+  if (bin.ntransfer && bin.transfer[bin.ntransfer - 1].count <= (fit > want ? fit : want)) {
     const TransferBatch& b = bin.transfer[--bin.ntransfer];
     bin.transfer_objects -= b.count;
     *head = b.head;
