@@ -5,8 +5,10 @@
 // turn. Producer p hands every object it allocates to consumer p mod C
 // through its own bounded single-producer/single-consumer ring, published
 // 64 objects at a time (so the ring's indices do not bounce between the
-// cores on every object); the consumer checks each object's pattern and
-// frees it. So every free is cross-thread, and the objects a consumer frees
+// cores on every object); the consumer waits for at least 2048 of them (so
+// it does not chase the producer's cache lines one by one, and the objects
+// pass in batches, as xmalloc-test hands over whole blocks), checks each
+// object's pattern and frees it. So every free is cross-thread, and the objects a consumer frees
 // must make their way back to the producer's allocations.
 //
 // Sizes: 16 B .. 256 B, octave-uniform (mean ~120 B), the small objects
@@ -30,6 +32,7 @@ constexpr const char* kDescription =
 constexpr double kObjects = 12e6;
 constexpr size_t kRing = 8192;   // objects per ring (power of two)
 constexpr size_t kPublish = 64;  // objects per index update
+constexpr size_t kTake = 2048;   // a consumer frees at least this many at a time
 
 struct Obj {
   void* p;
@@ -87,11 +90,13 @@ int main(int argc, char** argv) {
     }
     ring.head.store(h, std::memory_order_release);
   };
-  // Frees everything published in ring p; returns how many.
-  auto consume = [&](unsigned p, wl::ThreadStats& st, unsigned self) {
+  // Frees everything published in ring p, once there are at least kTake
+  // objects (or `all`); returns how many.
+  auto consume = [&](unsigned p, wl::ThreadStats& st, unsigned self, bool all) {
     Ring& ring = *rings[p];
     const uint64_t t0 = ring.tail.load(std::memory_order_relaxed);
     const uint64_t h = ring.head.load(std::memory_order_acquire);
+    if (!all && h - t0 < kTake) return uint64_t{0};
     for (uint64_t t = t0; t < h; ++t) {
       Obj& o = ring.buf[t & (kRing - 1)];
       st.checksum += wl::obj_free_lines(o.p, o.id, o.size);
@@ -112,9 +117,9 @@ int main(int argc, char** argv) {
       uint64_t counter = 0;
       while (counter < per_producer) {
         produce(0, st, per_producer, counter, r);
-        consume(0, st, 0);
+        consume(0, st, 0, true);
       }
-      consume(0, st, 0);
+      consume(0, st, 0, true);
     } else if (t < P) {
       wl::Rng r(opt.seed, t);
       uint64_t counter = 0;
@@ -129,7 +134,7 @@ int main(int argc, char** argv) {
         uint64_t got = 0;
         for (unsigned p = c; p < P; p += C) {
           const bool done = rings[p]->done.load(std::memory_order_acquire);
-          got += consume(p, st, t);
+          got += consume(p, st, t, done);
           all_done &= done;  // done was read before the last consume
         }
         if (all_done) break;
