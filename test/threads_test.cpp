@@ -156,6 +156,178 @@ TEST(Threads, ForkWhileOtherThreadsAllocate) {
   EXPECT_EQ(failures, 0);
 }
 
+// Objects of many classes handed in batches from producers to consumers
+// (the transfer cache's path: a consumer's overflow is a producer's
+// refill), with every object's contents checked; the heap checker (and in
+// debug builds with EBBMALLOC_CHECK=1, the bin checker after every bin
+// operation) must find nothing.
+TEST(Threads, ProducerConsumerBatches) {
+  constexpr int kPairs = 2, kBatches = 300, kBatch = 500;
+  struct Queue {
+    std::mutex m;
+    std::vector<std::vector<Obj*>> batches;
+    bool done = false;
+  };
+  std::vector<Queue> qs(kPairs);
+  std::atomic<uint64_t> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kPairs; ++t) {
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(t + 100);
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<Obj*> batch;
+        batch.reserve(kBatch);
+        for (int i = 0; i < kBatch; ++i) {
+          const size_t n = sizeof(Obj) + (rng() % 8 ? rng() % 240 : rng() % 9000);
+          auto* o = static_cast<Obj*>(malloc(n));
+          o->tag = (uint64_t(t) << 40) | (uint64_t(b) << 16) | uint64_t(i);
+          o->size = n;
+          memset(o + 1, static_cast<int>(o->tag & 0xff), n - sizeof(Obj));
+          batch.push_back(o);
+        }
+        std::lock_guard<std::mutex> g(qs[t].m);
+        qs[t].batches.push_back(std::move(batch));
+      }
+      std::lock_guard<std::mutex> g(qs[t].m);
+      qs[t].done = true;
+    });
+    ts.emplace_back([&, t] {
+      for (;;) {
+        std::vector<std::vector<Obj*>> got;
+        bool done;
+        {
+          std::lock_guard<std::mutex> g(qs[t].m);
+          got.swap(qs[t].batches);
+          done = qs[t].done;
+        }
+        for (auto& batch : got)
+          for (Obj* o : batch) {
+            const auto* c = reinterpret_cast<const unsigned char*>(o + 1);
+            for (size_t k = 0; k < o->size - sizeof(Obj); k += 61)
+              if (c[k] != (o->tag & 0xff)) bad++;
+            free(o);
+          }
+        if (got.empty() && done) return;
+        if (got.empty()) std::this_thread::yield();
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+// Remote frees of objects whose allocating thread has exited, by threads
+// that then exit themselves (their caches, holding the other threads'
+// objects, are flushed at exit); then the memory is used again.
+TEST(Threads, RemoteFreesAcrossThreadExits) {
+  const uint64_t caches_before = stats().thread_caches;
+  for (int round = 0; round < 6; ++round) {
+    std::vector<Obj*> made(20000);
+    std::thread producer([&] {
+      std::mt19937_64 rng(round);
+      for (size_t i = 0; i < made.size(); ++i) {
+        const size_t n = sizeof(Obj) + rng() % 2000;
+        made[i] = static_cast<Obj*>(malloc(n));
+        made[i]->tag = i;
+        made[i]->size = n;
+      }
+    });
+    producer.join();  // the owner is gone before anything is freed
+    std::atomic<uint64_t> bad{0};
+    std::vector<std::thread> freers;
+    for (int t = 0; t < 4; ++t)
+      freers.emplace_back([&, t] {
+        for (size_t i = t; i < made.size(); i += 4) {
+          if (made[i]->tag != i) bad++;
+          free(made[i]);
+        }
+      });
+    for (auto& t : freers) t.join();
+    EXPECT_EQ(bad.load(), 0u);
+    EXPECT_EQ(ebb_check_heap(), 0u);
+  }
+  EXPECT_EQ(stats().thread_caches, caches_before);
+  std::vector<void*> again;
+  for (int i = 0; i < 20000; ++i) again.push_back(malloc(16 + i % 2000));
+  for (void* p : again) free(p);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+// fork() while objects flow between threads: the child must get a working
+// allocator whatever the other threads were doing with their caches and the
+// transfer cache.
+TEST(Threads, ForkDuringCrossThreadTraffic) {
+  std::atomic<bool> stop{false};
+  constexpr size_t kRing = 1024;
+  std::vector<std::atomic<void*>> ring(kRing);
+  for (auto& r : ring) r.store(nullptr);
+  std::thread producer([&] {
+    std::mt19937_64 rng(5);
+    for (size_t i = 0; !stop; ++i) {
+      void* p = malloc(16 + rng() % 3000);
+      void* old = ring[i % kRing].exchange(p);
+      free(old);  // usually the consumer took it already
+    }
+  });
+  std::thread consumer([&] {
+    for (size_t i = 0; !stop; ++i) free(ring[i % kRing].exchange(nullptr));
+  });
+  int failures = 0;
+  for (int i = 0; i < 30; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(20);
+      std::vector<void*> v;
+      for (int k = 0; k < 3000; ++k) v.push_back(malloc(16 + k * 53 % 3000));
+      for (void* p : v) free(p);
+      _exit(ebb_check_heap() == 0 ? 0 : 3);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) ++failures;
+  }
+  stop = true;
+  producer.join();
+  consumer.join();
+  for (auto& r : ring) free(r.exchange(nullptr));
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+// The caches of threads that exit go to the transfer caches whole (the next
+// thread's refills take them); what nobody takes must still be given back
+// once cold, with no further allocator call.
+TEST(Threads, ExitedThreadsCachesAreGivenBack) {
+  if (!ebb_options()->reporter) GTEST_SKIP();
+  if (ebb_options()->harden) GTEST_SKIP() << "the hardened mode keeps nothing in thread caches";
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([] {
+      // Sizes of 1 KiB .. 16 KiB: each class's list grows to its capacity
+      // (~128 KiB), so each thread exits holding ~2 MiB, touched.
+      for (size_t size = 1024; size <= 16384; size += size / 4) {
+        std::vector<void*> v;
+        for (int i = 0; i < 256; ++i) {
+          v.push_back(malloc(size));
+          touch(v.back(), size);
+        }
+        for (void* p : v) free(p);
+      }
+    });
+  for (auto& t : ts) t.join();
+  const uint64_t rss0 = rss_bytes();
+  const uint64_t t0 = now_ms();
+  uint64_t rss = rss0;
+  while (now_ms() - t0 < 8000 && rss + 4 * kMiB > rss0) {
+    sleep_ms(100);
+    rss = rss_bytes();
+  }
+  EXPECT_LE(rss + 4 * kMiB, rss0) << "RSS " << (rss0 >> 10) << " KiB -> " << (rss >> 10) << " KiB";
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
 TEST(Threads, ForkChildGetsAReporterBack) {
   if (!ebb_options()->reporter) GTEST_SKIP();
   if (ebb_options()->harden) GTEST_SKIP() << "32 MiB and its guard pages are a mapping of their own there";

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -216,6 +217,145 @@ void BM_ProducerConsumer(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ProducerConsumer)->Arg(64)->Arg(4096)->UseRealTime();
+
+// ---------------------------------------------------------------------------
+// Batches handed between threads, and random lifetimes
+// ---------------------------------------------------------------------------
+
+// Single-producer single-consumer ring of batches of pointers.
+constexpr size_t kBatchObjects = 256;
+struct BatchRing {
+  static constexpr size_t kSize = 16;
+  struct Batch {
+    void* p[kBatchObjects];
+  };
+  alignas(64) std::atomic<size_t> head{0};
+  alignas(64) std::atomic<size_t> tail{0};
+  Batch buf[kSize];
+  Batch* slot_to_fill() {  // producer: nullptr when full
+    const size_t h = head.load(std::memory_order_relaxed);
+    return h - tail.load(std::memory_order_acquire) == kSize ? nullptr : &buf[h % kSize];
+  }
+  void publish() { head.store(head.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+  Batch* slot_to_drain() {  // consumer: nullptr when empty
+    const size_t t = tail.load(std::memory_order_relaxed);
+    return t == head.load(std::memory_order_acquire) ? nullptr : &buf[t % kSize];
+  }
+  void release() { tail.store(tail.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+};
+
+// xmalloc-test's shape: this thread mallocs batches of 256 objects of S
+// bytes (each touched), another thread frees them; per object, real time.
+void BM_XmallocBatch(benchmark::State& state) {
+  const size_t size = static_cast<size_t>(state.range(0));
+  auto ring = std::make_unique<BatchRing>();
+  std::atomic<bool> done{false};
+  std::thread consumer([&] {
+    for (;;) {
+      if (BatchRing::Batch* b = ring->slot_to_drain()) {
+        for (void* p : b->p) free(p);
+        ring->release();
+      } else if (done.load(std::memory_order_acquire)) {
+        if (!ring->slot_to_drain()) break;
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  });
+  for (auto _ : state) {
+    BatchRing::Batch* b;
+    while (!(b = ring->slot_to_fill())) std::this_thread::yield();
+    for (void*& p : b->p) {
+      p = malloc(size);
+      touch(p);
+    }
+    ring->publish();
+  }
+  done.store(true, std::memory_order_release);
+  consumer.join();
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(kBatchObjects));
+}
+BENCHMARK(BM_XmallocBatch)->Arg(64)->Arg(512)->UseRealTime();
+
+// rptest's shape: two threads each allocate 256 objects of random sizes
+// (3/4 16 B .. 512 B, 1/4 up to 16 KiB) per iteration, hand them to the
+// other thread and free the batches the other one handed over (a full ring:
+// freed here). Per object allocated by this thread, real time.
+void BM_RemoteFree(benchmark::State& state) {
+  auto to_peer = std::make_unique<BatchRing>(), from_peer = std::make_unique<BatchRing>();
+  std::atomic<bool> done{false};
+  auto sizes = [](std::mt19937& rng) {
+    std::vector<size_t> v(4096);
+    for (auto& s : v) s = (rng() % 4) ? 16 + rng() % 497 : 512 + rng() % 15873;
+    return v;
+  };
+  auto round = [](BatchRing& out, BatchRing& in, const std::vector<size_t>& sz, size_t& k) {
+    BatchRing::Batch* b = out.slot_to_fill();
+    void* local[kBatchObjects];
+    for (size_t i = 0; i < kBatchObjects; ++i) {
+      void* p = malloc(sz[k++ % sz.size()]);
+      touch(p);
+      (b ? b->p : local)[i] = p;
+    }
+    if (b) out.publish();
+    else
+      for (void* p : local) free(p);
+    while (BatchRing::Batch* r = in.slot_to_drain()) {
+      for (void* p : r->p) free(p);
+      in.release();
+    }
+  };
+  std::thread peer([&] {
+    std::mt19937 rng(2);
+    const std::vector<size_t> sz = sizes(rng);
+    size_t k = 0;
+    while (!done.load(std::memory_order_acquire)) round(*from_peer, *to_peer, sz, k);
+  });
+  std::mt19937 rng(1);
+  const std::vector<size_t> sz = sizes(rng);
+  size_t k = 0;
+  for (auto _ : state) round(*to_peer, *from_peer, sz, k);
+  done.store(true, std::memory_order_release);
+  peer.join();
+  for (BatchRing* r : {to_peer.get(), from_peer.get()})
+    while (BatchRing::Batch* b = r->slot_to_drain()) {
+      for (void* p : b->p) free(p);
+      r->release();
+    }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(kBatchObjects));
+}
+BENCHMARK(BM_RemoteFree)->UseRealTime();
+
+// alloc-test's shape: one thread, 65536 slots, each step frees the object in
+// a random slot or allocates one there (3/4 16 B .. 128 B, 1/4 up to 8 KiB),
+// about half of them live; per step.
+void BM_RandomLifetime(benchmark::State& state) {
+  constexpr size_t kSlots = 65536;
+  std::vector<void*> slots(kSlots, nullptr);
+  std::mt19937_64 rng(7);
+  std::vector<uint32_t> steps(1 << 20);
+  for (auto& x : steps) {
+    const uint64_t r = rng();
+    const uint32_t size = (r >> 62) ? 16 + (r >> 32) % 113 : 128 + (r >> 32) % 8065;
+    x = static_cast<uint32_t>(r % kSlots) | (size << 16);  // slot in the low 16 bits
+  }
+  for (size_t i = 0; i < kSlots; i += 2) slots[i] = malloc(64);
+  size_t k = 0;
+  for (auto _ : state) {
+    const uint32_t x = steps[k++ & (steps.size() - 1)];
+    void*& s = slots[x & 0xffff];
+    if (s) {
+      free(s);
+      s = nullptr;
+    } else {
+      s = malloc(x >> 16);
+      touch(s);
+    }
+  }
+  for (void* p : slots) free(p);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RandomLifetime);
 
 // ---------------------------------------------------------------------------
 // N threads, each allocating and freeing privately

@@ -672,6 +672,16 @@ unsigned check_bin(CentralBin& bin, unsigned cls, bool print) {
     reported += static_cast<uint64_t>(__builtin_popcountll(s->rep_pages));
   }
   if (prev != bin.partial_tail) bad("partial tail pointer wrong", prev ? prev->page : 0, 0);
+  // Transfer batches: their counts add up. (Their objects are not read: a
+  // write after free into one is the misuse checks' to report, when the
+  // batch is taken or walked.)
+  if (bin.ntransfer > kTransferSlots) bad("more transfer batches than slots", bin.ntransfer, kTransferSlots);
+  uint64_t transfer = 0;
+  for (unsigned t = 0; t < bin.ntransfer && t < kTransferSlots; ++t) {
+    if (bin.transfer[t].count == 0 || !bin.transfer[t].head) bad("empty transfer batch (slot, count)", t, bin.transfer[t].count);
+    transfer += bin.transfer[t].count;
+  }
+  if (transfer != bin.transfer_objects) bad("transfer object count mismatch", transfer, bin.transfer_objects);
   if (!in_reported && bin.boundary) bad("boundary set without reported slabs", bin.boundary->page, 0);
   if (free_objects != bin.free_objects) bad("free object count mismatch", free_objects, bin.free_objects);
   // Full slabs are not listed, and may hold reported slack pages.
@@ -698,12 +708,14 @@ void check_bin_if_enabled([[maybe_unused]] CentralBin& bin, [[maybe_unused]] uns
 
 }  // namespace
 
-unsigned central_alloc_batch(unsigned cls, unsigned want, void** head) {
+unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned fit) {
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
   LockGuard bl(bin.lock);
-  // A batch another thread's cache left, if it fits.
-  if (bin.ntransfer && bin.transfer[bin.ntransfer - 1].count <= want) {
+  // A batch another thread's cache left, if it fits: a producer's refill
+  // takes a consumer's overflow whole even while their capacities differ
+  // (slow start), and a new thread the cache of one that exited.
+  if (bin.ntransfer && bin.transfer[bin.ntransfer - 1].count <= (fit > want ? fit : want)) {
     const TransferBatch& b = bin.transfer[--bin.ntransfer];
     bin.transfer_objects -= b.count;
     *head = b.head;

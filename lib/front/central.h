@@ -77,15 +77,18 @@ struct alignas(64) CentralBin {
 
 // Takes up to `want` objects of class `cls`, linked through their first word
 // (encoded, front/free_list.h) and carrying the free key; returns how many
-// (0 only when memory is exhausted).
-unsigned central_alloc_batch(unsigned cls, unsigned want, void** head);
+// (0 only when memory is exhausted). A transfer batch of up to `fit` objects
+// (at least `want`: an empty thread-cache bin takes its whole capacity) is
+// taken whole instead, however it compares with `want`.
+unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned fit = 0);
 // Returns `n` objects linked through their first word (encoded), ending at
 // nullptr after n. Aborts on a pointer that is not a live object of this class.
 // `freed_at` (0: now) is when the objects were freed, for the pages' stamps:
 // a drained idle cache passes the time it went idle.
 void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0);
-// A thread cache's overflow of a busy thread: kept whole for the next refill
-// if there is room (checked against the slabs only when it goes there).
+// A thread cache's overflow of a busy thread, or the cache of a thread that
+// exits: kept whole for the next refill if there is room (checked against
+// the slabs only when it goes there).
 void central_transfer_batch(unsigned cls, void* head, unsigned n);
 // Single-object variants for threads without a cache.
 void* central_alloc_one(unsigned cls);

@@ -14,6 +14,8 @@ namespace ebb {
 
 constexpr unsigned kNumClasses = 40;  // class ids 1..40; 0 means "not a small object"
 constexpr unsigned kMaxSlabObjects = 1024;
+// The size of a thread cache's per-class bin (front/thread_cache.h).
+constexpr unsigned kBinBytes = 32;
 
 struct SizeClass {
   uint32_t size;
@@ -63,6 +65,9 @@ constexpr SizeClass make_class(unsigned c) {
 struct ClassTable {
   SizeClass c[kNumClasses + 1];
   uint8_t by16[kSmallMax / 16 + 1];  // index (size+15)/16
+  // The same, times kBinBytes: the offset of the class's bin in a thread
+  // cache's bin array (malloc's fast path then needs no shift).
+  uint16_t bin_off16[kSmallMax / 16 + 1];
 };
 constexpr ClassTable make_table() {
   ClassTable t{};
@@ -72,6 +77,7 @@ constexpr ClassTable make_table() {
     const uint32_t sz = i * 16;
     while (t.c[c].size < sz) ++c;
     t.by16[i] = static_cast<uint8_t>(i == 0 ? 1 : c);
+    t.bin_off16[i] = static_cast<uint16_t>(t.by16[i] * kBinBytes);
   }
   return t;
 }
@@ -82,6 +88,8 @@ static_assert(detail::class_size(kNumClasses) == kSmallMax, "largest class is kS
 
 // Precondition: size <= kSmallMax.
 EBB_INLINE unsigned size_class(size_t size) { return kClasses.by16[(size + 15) >> 4]; }
+// size_class(size) * kBinBytes.
+EBB_INLINE size_t size_class_bin_offset(size_t size) { return kClasses.bin_off16[(size + 15) >> 4]; }
 EBB_INLINE const SizeClass& class_info(unsigned c) { return kClasses.c[c]; }
 
 }  // namespace ebb

@@ -155,10 +155,13 @@ void grow_bin(ThreadCache* tc, unsigned cls) {
 }
 
 // `idle`: the reporter drains a thread that went idle; when it comes back,
-// its caches start small again.
-void flush_all(ThreadCache* tc, uint64_t freed_at = 0, bool idle = false) {
+// its caches start small again. `transfer`: a thread that exits offers its
+// lists to the transfer caches whole (the next thread's first refills take
+// them in O(1) instead of through the slab bitmaps; what stays there is
+// drained to the slabs once cold, like any overflow).
+void flush_all(ThreadCache* tc, uint64_t freed_at = 0, bool idle = false, bool transfer = false) {
   for (unsigned c = 1; c <= kNumClasses; ++c) {
-    flush_bin(tc, c, 0, freed_at);
+    flush_bin(tc, c, 0, freed_at, transfer);
     if (idle && tc->max[c]) set_bin_max(tc, c, class_info(c).cache_init);
   }
   while (tc->large_count) {
@@ -216,13 +219,16 @@ void thread_exit(void* arg) {
   t_state = ThreadState::kExited;
   {
     LockGuard m(tc->mutex);
-    flush_all(tc);
+    flush_all(tc, 0, false, /*transfer=*/true);
   }
   {
     LockGuard r(g_registry_lock);
     registry_unlink(tc);
   }
   g_cache_pool.put(tc);
+  // Batches left in the transfer caches are drained by a reporter pass once
+  // cold: make sure one comes (it sets the deadline).
+  g.reporter.request();
   g.reporter.maybe_start_thread();
 }
 
@@ -311,10 +317,12 @@ void* malloc_small_slow_impl(size_t size, unsigned cls) {
     grow_bin(tc, cls);
     if (!b.head) {
       // A refill takes what an overflow flushes (max - max/2), so batches
-      // pass whole through the transfer cache.
+      // pass whole through the transfer cache; a transfer batch of up to
+      // `max` (another thread's capacity differs, or it exited) is taken
+      // whole too: the list is empty, so it fits.
       const unsigned max = bin_max(tc, cls);
       const unsigned want = max - max / 2;
-      b.room = max - central_alloc_batch(cls, want, &b.head);
+      b.room = max - central_alloc_batch(cls, want, &b.head, max);
       if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "a transfer batch");
     }
     if (b.head) {

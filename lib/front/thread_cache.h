@@ -39,7 +39,7 @@ struct Bin {
   uint32_t chk_mask = 0;
   uint32_t room = 0;
 };
-static_assert(sizeof(Bin) == 32, "a bin is half a cache line");
+static_assert(sizeof(Bin) == kBinBytes, "a bin is half a cache line");
 
 // Large blocks (above the small classes, up to kLargeCacheMaxPages) that a
 // thread freed, kept for its next large malloc of about the same size: a
@@ -96,20 +96,26 @@ constexpr size_t kNoSize = ~size_t{0};
 void free_small_slow(void* p, Fn fn, size_t size);
 
 EBB_INLINE void* malloc_small(size_t size) {
-  const size_t cls = size_class(size);
+  const size_t off = size_class_bin_offset(size);
   ThreadCache* tc = t_cache;
   tc->busy.store(1, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   // drain_req is read before the bin: a drain that completes in between is
   // then seen in full (its flush is ordered before drain_req returns to 0).
   if (EBB_LIKELY(tc->drain_req.load(std::memory_order_acquire) == 0)) {
-    Bin* b = &tc->bins[cls];
+    Bin* b = reinterpret_cast<Bin*>(reinterpret_cast<char*>(tc->bins) + off);
     asm("" : "+r"(b));  // one bin address (see free_small)
     void* p = b->head;
     // An empty list (nullptr) and a link a stray write redirected outside
     // the heap both fail this; the slow path tells them apart.
     if (EBB_LIKELY(in_heap(p))) {
-      b->head = link_load(p);
+      void* next = link_load(p);
+      b->head = next;
+      // The next object's line, for ownership, while the program works on
+      // this one: its link is what the next malloc of the class waits for
+      // (a miss when another thread freed it, or it has been free a while).
+      // A nop for nullptr or a corrupt link (prefetches do not fault).
+      prefetch_for_write(next);
       key_word(p) = 0;  // live objects never carry the free key
       b->room++;
       tc->busy.store(0, std::memory_order_release);

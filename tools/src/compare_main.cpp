@@ -60,7 +60,8 @@ constexpr const char* kUsage =
     "               [--install] [--quick]\n"
     "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
     "workloads:  phase, churn, fragment, server, bigalloc, largeblock, phasechange,\n"
-    "            threadchurn, tinyshort, tinymixed, tinythreads (default: all)\n"
+    "            threadchurn, tinyshort, tinymixed, tinythreads, xmalloc, rptest,\n"
+    "            alloctest (default: all)\n"
     "--quick: tiny sizes and short idles (a smoke test, not a measurement)\n";
 
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -74,6 +75,7 @@ struct Workload {
   double scale;     // passed as --scale (times the --scale option)
   int idle_ms = 0;  // phase only
   int tail_idle_ms = 0;
+  int threads = 0;  // passed as --threads when set
 };
 
 const std::vector<Workload> kWorkloads = {
@@ -89,6 +91,10 @@ const std::vector<Workload> kWorkloads = {
     {"tinyshort", 2},
     {"tinymixed", 1},
     {"tinythreads", 1},
+    // The speed shapes of issue 14 (cross-thread frees, random lifetimes).
+    {"xmalloc", 0.5},
+    {"rptest", 0.25},
+    {"alloctest", 0.25, 0, 0, 1},
 };
 
 struct Config {
@@ -258,6 +264,7 @@ std::string shown(const std::string& path) {
 std::vector<std::string> workload_cmd(const Workload& w, const Config& c) {
   std::string dir = env_or("EBB_COMPARE_WORKLOAD_DIR", EBB_WORKLOAD_DIR);
   std::vector<std::string> cmd = {dir + "/" + w.name, "--scale", fmtd("%g", w.scale * c.scale)};
+  if (w.threads) cmd.insert(cmd.end(), {"--threads", std::to_string(w.threads)});
   if (w.name == "phase") {
     // Idle periods are not scaled (the reporter's cold time is 1 s whatever
     // the size); --quick shortens them.
