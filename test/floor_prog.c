@@ -150,7 +150,19 @@ static void free_all_live(void) {
   g_nobjs = 0;
 }
 
+/* The exact cases count every live page themselves: they need a process in
+ * which nothing else is live. A sanitizer's runtime allocates before main
+ * (UBSan: 72 KiB, kept); there they say so and stop. */
+static int live_before_main(void) {
+  const ebb_stats_t s = stats();
+  if (s.floor_bytes == 0) return 0;
+  printf("floor: skipped: %llu bytes were live before main (a sanitizer's runtime?); the exact count needs none\n",
+         (unsigned long long)s.floor_bytes);
+  return 1;
+}
+
 static int case_exact(void) {
+  if (live_before_main()) return 0;
   const ebb_stats_t s0 = stats();
   CHECK_EQ(s0.floor_bytes, 0, "a fresh C program holds nothing live");
   build_heap();
@@ -192,6 +204,7 @@ static void* holder(void* arg) {
 }
 
 static int case_threads(void) {
+  if (live_before_main()) return 0;
   CHECK_EQ(stats().floor_bytes, 0, "a fresh C program holds nothing live");
   if (pipe(g_go) || pipe(g_done) || pipe(g_started)) fail("pipe", 0, 0);
   pthread_t t;
@@ -255,6 +268,7 @@ static unsigned long long brute_pinned(size_t size) {
 }
 
 static int case_pinned(void) {
+  if (live_before_main()) return 0;
   CHECK_EQ(stats().floor_bytes, 0, "a fresh C program holds nothing live");
   keep_one_per_page(256, 1024);  /* ~64 pages x 3840 free bytes */
   keep_one_per_page(1024, 64);   /* ~16 pages x 3072 */
