@@ -260,7 +260,7 @@ uint64_t Reporter::curve_pass(uint64_t* released) {
   // (Also with nothing warm: when the slack ends, free slab pages go back
   // after COLD_MS / 2 instead of 10 * COLD_MS.)
   if (plan.decaying)
-    look = now + (plan.swing_pages || plan.excess_pages ? opts_->delay_ms : opts_->cold_ms);
+    look = now + (plan.swing_pages || plan.excess_pages ? opts_->delay_ms : (opts_->cold_ms + 3) / 4);
   else if (warm) look = now + (warm >= mark_pages ? plan.min_age_ms : plan.max_age_ms);
   return look < next ? look : next;
 }
