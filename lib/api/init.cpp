@@ -33,7 +33,7 @@ bool do_init() {
     return false;
   }
   g.heap.buddy().set_split_warm_first(g.opts.split_warm);
-  g.heap.set_give_back(0, g.opts.madv_free);  // (any age: see PageHeap::give_back_warm)
+  g.heap.set_lazy(g.opts.madv_free);
   g.reporter.init(&g.heap, &g.opts);
   g.reporter.set_cache_hook(&drain_idle_caches);
   g.reporter.set_slab_hook(&central_report_cold);

@@ -71,7 +71,7 @@ void Buddy::list_add_warm_aged(uint32_t i, unsigned o) {
     after = before == kNil ? a.tail : d(before).link.prev;
   } else {
     // From the cold end: the first block not older than this one.
-    after = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
+    after = cold_end(o);
     for (steps = 0; after != kNil && d(after).stamp < stamp; ++steps) {
       if (steps == kSteps) {
         d(i).stamp = d(a.head).stamp;
@@ -270,18 +270,15 @@ void Buddy::add_fresh(uint32_t idx, uint32_t npages, uint64_t now) {
 
 // ---- reporting -------------------------------------------------------------
 
-unsigned Buddy::isolate_cold(unsigned order, uint64_t now, uint64_t cold_ms, uint32_t* out,
-                             unsigned max, uint64_t* next_cold) {
-  Area& a = area_[order];
-  // The oldest warm block is the one just before the boundary.
-  uint32_t i = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
+unsigned Buddy::isolate_cold(unsigned order, uint64_t cutoff, uint32_t* out, unsigned max,
+                             uint64_t* next_stamp) {
   unsigned n = 0;
-  while (i != kNil && n < max) {
+  for (uint32_t i = cold_end(order); i != kNil && n < max;) {
     PageDesc& h = d(i);
     EBB_ASSERT(h.nrep < pages(order));
-    if (now < h.stamp + cold_ms) {
+    if (h.stamp > cutoff) {
       // Everything nearer the head became free later still.
-      if (*next_cold > h.stamp + cold_ms) *next_cold = h.stamp + cold_ms;
+      if (next_stamp && *next_stamp > h.stamp) *next_stamp = h.stamp;
       break;
     }
     const uint32_t prev = h.link.prev;
@@ -298,10 +295,7 @@ bool Buddy::cold_cutoff(uint64_t budget, uint64_t newest, unsigned max_blocks, u
   // One cursor per order at its coldest warm block; take the oldest of the
   // cursors until the budget is covered.
   uint32_t cur[kNumOrders];
-  for (unsigned o = 0; o < kNumOrders; ++o) {
-    const Area& a = area_[o];
-    cur[o] = o < report_order_ ? kNil : (a.boundary != kNil ? d(a.boundary).link.prev : a.tail);
-  }
+  for (unsigned o = 0; o < kNumOrders; ++o) cur[o] = o < report_order_ ? kNil : cold_end(o);
   uint64_t pages_seen = 0;
   bool any = false;
   for (unsigned n = 0; n < max_blocks && pages_seen < budget; ++n) {
@@ -323,8 +317,7 @@ bool Buddy::isolate_coldest(uint64_t newest, uint32_t* idx) {
   unsigned best = kNumOrders;
   uint32_t bi = kNil;
   for (unsigned o = report_order_; o < kNumOrders; ++o) {
-    const Area& a = area_[o];
-    const uint32_t i = a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
+    const uint32_t i = cold_end(o);
     if (i == kNil || d(i).stamp > newest) continue;
     if (best == kNumOrders || d(i).stamp < d(bi).stamp) {
       best = o;

@@ -64,12 +64,12 @@ class Buddy {
   // New memory from the OS: never touched, so reported (zero, not resident).
   void add_fresh(uint32_t idx, uint32_t npages, uint64_t now);
 
-  // Reporting: takes up to `max` of the oldest warm blocks of `order` that
-  // have been free for at least `cold_ms`, off their list. Returns how many.
-  // If it stopped at a block that is not cold yet, *next_cold is set to the
-  // time that block becomes cold (else left alone).
-  unsigned isolate_cold(unsigned order, uint64_t now, uint64_t cold_ms, uint32_t* out,
-                        unsigned max, uint64_t* next_cold);
+  // Reporting: takes up to `max` of the oldest warm blocks of `order`
+  // stamped at or before `cutoff` (free since then at least) off their list.
+  // Returns how many. If it stopped at a newer block and `next_stamp` is
+  // given, *next_stamp is lowered to that block's stamp.
+  unsigned isolate_cold(unsigned order, uint64_t cutoff, uint32_t* out, unsigned max,
+                        uint64_t* next_stamp = nullptr);
   // The return curve's budget: the stamp at or below which lie the coldest
   // `budget` warm pages of reportable order (the lists' cold ends merged by
   // stamp), looking only at blocks stamped at or before `newest` and at most
@@ -111,6 +111,11 @@ class Buddy {
   PageDesc& d(uint32_t i) const { return descs_[i]; }
   static uint32_t pages(unsigned o) { return uint32_t{1} << o; }
   bool fully_reported(uint32_t i) const { return d(i).nrep == pages(d(i).order); }
+  // The oldest warm block of order o (just before the boundary), or kNil.
+  uint32_t cold_end(unsigned o) const {
+    const Area& a = area_[o];
+    return a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
+  }
   void list_add_warm(uint32_t i, unsigned o);
   void list_add_warm_aged(uint32_t i, unsigned o);
   void list_add_reported(uint32_t i, unsigned o);

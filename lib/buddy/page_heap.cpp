@@ -106,20 +106,10 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t now) {
   const uint64_t warm = buddy_.warm_reportable_pages(), cushion = in_use_pages() / 8;
   if (warm <= cushion) return 0;
   if (pages > warm - cushion) pages = warm - cushion;
-  const uint64_t newest = now >= give_back_age_ms_ ? now - give_back_age_ms_ : 0;
-  const ReportedBits& bits = region_.reported();
   uint64_t given = 0;
   uint32_t i;
-  for (unsigned n = 0; given < (pages << kPageShift) && n < 64 && buddy_.isolate_coldest(newest, &i); ++n) {
-    const uint32_t end = i + (uint32_t{1} << region_.descs()[i].order);
-    bool ok = true;
-    uint32_t a, b;
-    for (uint32_t k = i; ok && bits.next_clear_run(k, end, &a, &b); k = b) {
-      const size_t len = size_t{b - a} << kPageShift;
-      ++give_back_calls_;
-      ok = os::advise_free(region_.page_addr(a), len, lazy_) == 0;
-      if (ok) given += len;
-    }
+  for (unsigned n = 0; given < (pages << kPageShift) && n < 64 && buddy_.isolate_coldest(now, &i); ++n) {
+    const bool ok = advise_block(i, &given, &give_back_calls_);
     buddy_.putback(i, ok, now);
     if (!ok) break;
   }
@@ -130,6 +120,19 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t now) {
     o.bytes(pages << kPageShift).chr('\n');
   }
   return given;
+}
+
+bool PageHeap::advise_block(uint32_t idx, uint64_t* released, uint64_t* calls) {
+  const uint32_t end = idx + (uint32_t{1} << region_.descs()[idx].order);
+  const ReportedBits& bits = region_.reported();
+  uint32_t a, b;
+  for (uint32_t k = idx; bits.next_clear_run(k, end, &a, &b); k = b) {
+    const size_t len = size_t{b - a} << kPageShift;
+    ++*calls;
+    if (os::advise_free(region_.page_addr(a), len, lazy_) != 0) return false;
+    *released += len;
+  }
+  return true;
 }
 
 void PageHeap::free_pages(uint32_t idx, uint32_t npages, bool count_reported, uint64_t freed_at) {

@@ -58,12 +58,13 @@ class PageHeap {
   // (thread caches size their budget by it).
   uint64_t in_use_hint() const { return in_use_hint_.load(std::memory_order_relaxed); }
 
-  // How the heap gives memory back by itself (see give_back_warm): nothing
-  // younger than `min_age_ms`; MADV_FREE if `lazy`.
-  void set_give_back(uint64_t min_age_ms, bool lazy) {
-    give_back_age_ms_ = min_age_ms;
-    lazy_ = lazy;
-  }
+  // MADV_FREE instead of MADV_DONTNEED (EBBMALLOC_MADVISE=free).
+  void set_lazy(bool lazy) { lazy_ = lazy; }
+  // Gives back the resident pages of the isolated block at idx (its
+  // reported bits say which; no lock needed: nobody else touches an
+  // isolated block), adding the bytes to *released and the madvise calls to
+  // *calls. Stops at, and returns false for, a call that failed.
+  bool advise_block(uint32_t idx, uint64_t* released, uint64_t* calls);
   uint64_t given_back_bytes() const { return given_back_bytes_; }
   uint64_t give_back_calls() const { return give_back_calls_; }
 
@@ -85,7 +86,6 @@ class PageHeap {
   uint32_t frontier_ = 0;  // mirror of region_.frontier() read by the buddy
   Buddy buddy_;
   uint64_t drawn_pages_ = 0;
-  uint64_t give_back_age_ms_ = 200;
   bool lazy_ = false;
   uint64_t given_back_bytes_ = 0;
   uint64_t give_back_calls_ = 0;

@@ -137,17 +137,18 @@ bool steal_capacity(ThreadCache* tc, unsigned cls, uint64_t need) {
 // of it (slow start, as tcmalloc's per-class list lengths), within the
 // thread's budget for growth beyond the classes' start: an eighth of the
 // heap in use, at least 64 KiB, at most EBBMALLOC_THREAD_CACHE_KB (2 MiB).
-// Past it, a growing class takes
-// capacity from the others, so a thread's caches follow what it uses and a
-// small program's stay small (a 1 MiB program: 2.7 MiB cached without it).
+// Past it, a growing class takes capacity from the others, so a thread's
+// caches follow what it uses and a small program's stay small (a 1 MiB
+// program: 2.7 MiB cached without it).
 void grow_bin(ThreadCache* tc, unsigned cls) {
   const uint32_t cap = class_info(cls).cache_max, m = tc->max[cls];
   if (m == 0 || m >= cap) return;  // (0: the hardened mode)
   const uint32_t grown = m * 2 < cap ? m * 2 : cap;
   const uint64_t add = uint64_t{grown - m} * class_info(cls).size;
+  // (The option's least value is 64 KiB: the bounds never cross.)
   const uint64_t most = uint64_t{g.opts.thread_cache_kb} << 10, least = uint64_t{64} << 10;
   const uint64_t by_use = (g.heap.in_use_hint() << kPageShift) / 8;
-  const uint64_t budget = by_use > most ? most : (by_use < least ? (least < most ? least : most) : by_use);
+  const uint64_t budget = by_use < least ? least : (by_use > most ? most : by_use);
   if (tc->grown_bytes + add > budget && !steal_capacity(tc, cls, tc->grown_bytes + add - budget)) return;
   tc->bins[cls].room += grown - m;
   tc->max[cls] = grown;
@@ -240,7 +241,6 @@ ThreadCache* thread_init() {
     t_state = ThreadState::kNone;
     return nullptr;
   }
-  tc->grown_bytes = 0;
   for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].room = tc->max[c] = g.opts.harden ? 0 : class_info(c).cache_init;
   registry_link(tc);
   // Registers the exit destructor; for early keys this never allocates,

@@ -190,11 +190,10 @@ bool Reporter::advise_pages(uint32_t idx, uint32_t n, uint64_t* released) {
 bool Reporter::report_block(uint32_t idx, uint64_t* released) {
   // The block is isolated: nobody else reads or writes its descriptor or
   // its pages' bits, so the heap lock is not needed here.
-  const uint32_t end = idx + (uint32_t{1} << heap_->region().descs()[idx].order);
-  const ReportedBits& bits = heap_->region().reported();
-  bool ok = true;
-  uint32_t a, b;
-  for (uint32_t k = idx; bits.next_clear_run(k, end, &a, &b); k = b) ok &= advise_pages(a, b - a, released);
+  uint64_t calls = 0;
+  const bool ok = heap_->advise_block(idx, released, &calls);
+  stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
+  if (!ok) stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
   return ok;
 }
 
@@ -289,11 +288,7 @@ uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_ord
       unsigned n;
       {
         LockGuard g(heap_->lock());
-        const uint64_t now = os::now_ms();
-        uint64_t unused = kNever;
-        n = cutoff == kNever ? heap_->buddy().isolate_cold(o, now, 0, ids, batch, &unused)
-            : cutoff && now >= cutoff ? heap_->buddy().isolate_cold(o, now, now - cutoff, ids, batch, &unused)
-                             : 0;
+        n = cutoff ? heap_->buddy().isolate_cold(o, cutoff, ids, batch) : 0;
       }
       if (n == 0) break;
       uint64_t before = *released;

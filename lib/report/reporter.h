@@ -157,7 +157,7 @@ class Reporter {
   static void* thread_main(void* arg);
   void run();
   // One pass: slabs (free pages older than slab_cold_ms), then the buddy
-  // lists low to high (warm blocks stamped at or before `cutoff`); returns
+  // lists low to high (warm blocks stamped at or before `cutoff`, 0: none); returns
   // the slabs' next deadline.
   uint64_t pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_order, uint64_t* released);
   uint64_t in_use_pages();  // takes the heap lock
