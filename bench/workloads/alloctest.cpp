@@ -29,11 +29,7 @@ uint64_t object_size(wl::Rng& r) {
   return wl::octave_uniform(r, 7, 13);                     // 128 B .. 8 KiB
 }
 
-struct Slot {
-  void* p = nullptr;
-  uint64_t id = 0;
-  uint64_t size = 0;
-};
+using Slot = wl::Object;
 
 }  // namespace
 

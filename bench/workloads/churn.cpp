@@ -39,11 +39,7 @@ uint64_t object_size(wl::Rng& r) {
   return wl::octave_uniform(r, 14, 16);                 // 16 KiB .. 64 KiB
 }
 
-struct Slot {
-  void* p;
-  uint64_t id;
-  uint64_t size;
-};
+using Slot = wl::Object;
 
 }  // namespace
 

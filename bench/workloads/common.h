@@ -485,9 +485,9 @@ inline Api api_for(uint64_t id) {
   return h < 5 ? Api::Malloc : h < 7 ? Api::New : Api::Calloc;
 }
 
-// Allocates an object of `size` bytes (size >= 16) through the API chosen
-// by its id, verifies calloc zeroing, and fills it with its pattern.
-inline void* obj_alloc(uint64_t id, size_t size) {
+// An object of `size` bytes through the API chosen by its id (null checked:
+// a NULL return is a FAILED line).
+inline void* obj_allocate(uint64_t id, size_t size) {
   void* p = nullptr;
   switch (api_for(id)) {
     case Api::Malloc:
@@ -502,9 +502,24 @@ inline void* obj_alloc(uint64_t id, size_t size) {
     case Api::Calloc:
       p = calloc(1, size);
       check_pointer(p, size, "calloc");
-      check_zero_sampled(p, size, "calloc");
       break;
   }
+  return p;
+}
+
+// Releases an object of obj_allocate(id, size) the way its API wants.
+inline void obj_release(void* p, uint64_t id, size_t size) {
+  if (api_for(id) == Api::New)
+    ::operator delete(p, size);
+  else
+    free(p);
+}
+
+// Allocates an object of `size` bytes (size >= 16) through the API chosen
+// by its id, verifies calloc zeroing, and fills it with its pattern.
+inline void* obj_alloc(uint64_t id, size_t size) {
+  void* p = obj_allocate(id, size);
+  if (api_for(id) == Api::Calloc) check_zero_sampled(p, size, "calloc");
   fill_range(p, 0, size, id, size);
   return p;
 }
@@ -512,12 +527,16 @@ inline void* obj_alloc(uint64_t id, size_t size) {
 // Verifies an object made by obj_alloc(id, size), frees it, returns its digest.
 inline uint64_t obj_free(void* p, uint64_t id, size_t size) {
   uint64_t sum = check_range(p, 0, size, id, size, "check before free");
-  if (api_for(id) == Api::New)
-    ::operator delete(p, size);
-  else
-    free(p);
+  obj_release(p, id, size);
   return object_digest(id, size, sum);
 }
+
+// A slot of the workloads that keep objects by id and size.
+struct Object {
+  void* p = nullptr;
+  uint64_t id = 0;
+  uint64_t size = 0;
+};
 
 // ---------------------------------------------------------------------------
 // Threads

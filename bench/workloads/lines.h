@@ -24,26 +24,13 @@ inline void for_each_line_word(size_t size, F&& f) {
 inline uint64_t line_word(uint64_t base, size_t off) { return base + uint64_t(off / 8) * kStep; }
 
 inline void* obj_alloc_lines(uint64_t id, size_t size) {
-  void* p = nullptr;
-  switch (api_for(id)) {
-    case Api::Malloc:
-      p = malloc(size);
-      check_pointer(p, size, "malloc");
-      break;
-    case Api::New:
-      p = ::operator new(size, std::nothrow);
-      check_pointer(p, size, "operator new");
-      break;
-    case Api::Calloc:
-      p = calloc(1, size);
-      check_pointer(p, size, "calloc");
-      for_each_line_word(size, [&](size_t o) {
-        uint64_t w;
-        memcpy(&w, static_cast<char*>(p) + o, 8);
-        if (w != 0) fail("calloc'd block %p of %zu bytes has a non-zero word at %zu", p, size, o);
-      });
-      break;
-  }
+  void* p = obj_allocate(id, size);
+  if (api_for(id) == Api::Calloc)
+    for_each_line_word(size, [&](size_t o) {
+      uint64_t w;
+      memcpy(&w, static_cast<char*>(p) + o, 8);
+      if (w != 0) fail("calloc'd block %p of %zu bytes has a non-zero word at %zu", p, size, o);
+    });
   const uint64_t base = pattern_base(id, size);
   for_each_line_word(size, [&](size_t o) {
     const uint64_t v = line_word(base, o);
@@ -63,10 +50,7 @@ inline uint64_t obj_free_lines(void* p, uint64_t id, size_t size) {
            (unsigned long long)id, size, p, o, (unsigned long long)w, (unsigned long long)line_word(base, o));
     sum += w;
   });
-  if (api_for(id) == Api::New)
-    ::operator delete(p, size);
-  else
-    free(p);
+  obj_release(p, id, size);
   return object_digest(id, size, sum);
 }
 

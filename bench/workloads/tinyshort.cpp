@@ -28,11 +28,7 @@ constexpr const char* kDescription =
 constexpr size_t kSlots = 6000;
 constexpr double kOperations = 4e6;
 
-struct Slot {
-  void* p = nullptr;
-  uint64_t id = 0;
-  uint64_t size = 0;
-};
+using Slot = wl::Object;
 
 }  // namespace
 

@@ -25,11 +25,7 @@ constexpr const char* kDescription =
 constexpr size_t kSlots = 350;
 constexpr double kOperations = 5e6;
 
-struct Slot {
-  void* p = nullptr;
-  uint64_t id = 0;
-  uint64_t size = 0;
-};
+using Slot = wl::Object;
 
 }  // namespace
 
