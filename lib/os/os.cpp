@@ -288,6 +288,50 @@ size_t read_proc_environ(char* buf, size_t size) {
   return n;
 }
 
+int open_read(const char* path) {
+  ErrnoSaver keep;
+  const long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  return fd < 0 ? -errno : static_cast<int>(fd);
+}
+
+long read_fd(int fd, void* buf, size_t n) {
+  ErrnoSaver keep;
+  long r;
+  do {
+    r = syscall(SYS_read, fd, buf, n);
+  } while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
+
+long read_file(const char* path, char* buf, size_t cap) {
+  buf[0] = 0;
+  const int fd = open_read(path);
+  if (fd < 0) return fd;
+  // Files of /proc and cgroupfs may come in more than one read.
+  size_t n = 0;
+  long r = 0;
+  while (n + 1 < cap) {
+    r = read_fd(fd, buf + n, cap - 1 - n);
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+  }
+  close_fd(fd);
+  if (r < 0) {
+    buf[0] = 0;
+    return r;
+  }
+  buf[n] = 0;
+  return static_cast<long>(n);
+}
+
+bool is_directory(const char* path) {
+  ErrnoSaver keep;
+  const long fd = syscall(SYS_openat, AT_FDCWD, path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  syscall(SYS_close, static_cast<int>(fd));
+  return true;
+}
+
 uint64_t process_rss_bytes() {
   ErrnoSaver keep;
   int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC));

@@ -98,4 +98,16 @@ uint64_t realtime_ms();
 // `environ` cannot be used yet; returns bytes read.
 size_t read_proc_environ(char* buf, size_t size);
 
+// Small system files (/proc, cgroup files: report/mem_limit.cpp). These
+// follow symlinks, like any reader of /proc/self; descriptors are O_CLOEXEC.
+// Opens `path` read-only: a file descriptor or -errno.
+int open_read(const char* path);
+// read(2), again after EINTR: bytes read, 0 at the end, -errno.
+long read_fd(int fd, void* buf, size_t n);
+// Reads up to cap - 1 bytes of `path` (the start of a longer file) and
+// NUL-terminates them: the length, or -errno with buf "" (cap >= 1).
+long read_file(const char* path, char* buf, size_t cap);
+// True if `path` names a directory (O_PATH: no read permission needed).
+bool is_directory(const char* path);
+
 }  // namespace ebb::os
