@@ -296,6 +296,23 @@ TEST_F(MemLimitTest, PathOutsideTheMountRootIsTheMountPoint) {
   EXPECT_EQ(l_.limit_bytes, 100 * kMiB);
 }
 
+TEST_F(MemLimitTest, PathAboveTheNamespaceRootIsTheMountPoint) {
+  // In a cgroup namespace, a process outside the namespace's root: its
+  // path must not lead out of the mount.
+  write("cgroup", "0::/../sibling\n");
+  write("mountinfo", v2_mount("cg/inner"));
+  write("cg/sibling/memory.max", "1048576\n");
+  write("cg/inner/memory.max", "104857600\n");
+  ASSERT_TRUE(discover());
+  EXPECT_EQ(std::string(l_.leaf), dir("cg/inner"));
+  EXPECT_EQ(l_.limit_bytes, 100 * kMiB);
+  // ".." only as a whole component.
+  write("cgroup", "0::/..x/y..\n");
+  mkdir("cg/inner/..x/y..");
+  ASSERT_TRUE(discover());
+  EXPECT_EQ(std::string(l_.leaf), dir("cg/inner/..x/y.."));
+}
+
 TEST_F(MemLimitTest, RootPrefixMustEndAtAComponent) {
   // Root /kube is not a parent of /kubepods/c1.
   write("cgroup", "0::/kubepods/c1\n");
@@ -339,6 +356,21 @@ TEST_F(MemLimitTest, MountinfoLineLongerThanTheBufferIsSkipped) {
   ASSERT_TRUE(discover());
   EXPECT_EQ(std::string(l_.leaf), dir("unified/a"));
   EXPECT_EQ(l_.limit_bytes, 100 * kMiB);
+}
+
+TEST_F(MemLimitTest, LongLineIsNotCutIntoLines) {
+  // A tmpfs line whose bytes from 4095 on (past one buffer) read like a
+  // cgroup2 mount of their own, at a wrong place: it must not be taken.
+  write("cgroup", "0::/a\n");
+  const std::string tail = "99 31 0:99 / " + dir("wrong") + " rw - cgroup2 cgroup2 rw";
+  std::string head = "40 31 0:37 / /tmp/t rw - tmpfs tmpfs rw,x=";
+  head += std::string(4095 - 1 - head.size(), 'z') + " ";
+  ASSERT_EQ(head.size(), 4095u);
+  write("mountinfo", head + tail + "\n" + v2_mount("unified"));
+  mkdir("wrong/a");
+  mkdir("unified/a");
+  ASSERT_TRUE(discover());
+  EXPECT_EQ(std::string(l_.leaf), dir("unified/a"));
 }
 
 TEST_F(MemLimitTest, VeryLongLineSpanningSeveralBuffers) {

@@ -160,8 +160,17 @@ struct Mount {
   char point[kCgroupPathMax] = {};
 };
 
+// Whether `path` has a ".." component: a process outside its cgroup
+// namespace's root sees such a path, which no mount's root holds.
+bool has_dotdot(const char* path) {
+  for (const char* p = strstr(path, "/.."); p; p = strstr(p + 1, "/.."))
+    if (p[3] == '/' || p[3] == 0) return true;
+  return false;
+}
+
 // Whether `root` (a mount's root in its hierarchy) is `path` or a parent of it.
 bool root_holds(const char* root, size_t root_len, const char* path) {
+  if (has_dotdot(path)) return false;
   if (root_len == 1 && root[0] == '/') return path[0] == '/';
   return strncmp(root, path, root_len) == 0 && (path[root_len] == '/' || path[root_len] == 0);
 }
@@ -270,7 +279,8 @@ bool read_limit_file(const char* path, uint64_t* bytes) {
   char buf[64];
   if (os::read_file(path, buf, sizeof(buf)) <= 0) return false;
   uint64_t v;
-  // 0 would be a limit that no process lives under; this is no time to act on it.
+  // 0 bytes is no limit a running process lives under, and limit_bytes 0
+  // means none: taken as none.
   if (!parse_limit_value(buf, &v) || v == UINT64_MAX || v == 0) return false;
   *bytes = v;
   return true;
