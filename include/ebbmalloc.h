@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-#define EBB_STATS_VERSION 3
+#define EBB_STATS_VERSION 4
 #define EBB_NUM_ORDERS 14 /* buddy orders 0 (4 KiB) .. 13 (32 MiB) */
 #define EBB_PINNED_TOP 5  /* size classes listed in pinned_class_* */
 
@@ -27,7 +27,8 @@ extern "C" {
  * version-N struct; the library fills exactly that much (see ebb_stats and
  * ebb_stats_sized below), so programs built against an older header keep
  * working with a newer library. Version 2 ends at `reporter_thread_running`
- * (EBB_STATS_V2_SIZE bytes); version 3 adds the resident floor.
+ * (EBB_STATS_V2_SIZE bytes); version 3 adds the resident floor (and ends
+ * at EBB_STATS_V3_SIZE); version 4 adds the memory limit.
  *
  * The resident floor (version 3) is the bytes of 4 KiB pages that hold at
  * least one live byte: what a non-moving allocator could at best shrink this
@@ -82,9 +83,24 @@ typedef struct ebb_stats {
   uint64_t heap_given_back_bytes; /* of reported_bytes_total: given back by the heap itself before a large
                                      request faulted in memory, while warm fragments it could not use sat idle */
   uint64_t heap_give_back_calls;  /* of madvise_calls: the heap's own */
+  /* Version 4: the memory limit the reporter keeps the process under
+   * (EBBMALLOC_LIMIT_MB, else the process's cgroup's; see README "Memory
+   * limits"). All 0 without one. */
+  uint64_t limit_bytes;
+  uint64_t limit_source;         /* 0 none, 1 EBBMALLOC_LIMIT_MB, cgroup v2: 2 memory.high, 3 memory.max;
+                                    cgroup v1: 4 memory.soft_limit_in_bytes, 5 memory.limit_in_bytes */
+  uint64_t limit_usage_bytes;    /* usage when these statistics were taken: the cgroup's, less its
+                                    inactive file pages; the process's RSS for EBBMALLOC_LIMIT_MB */
+  uint64_t limit_headroom_bytes; /* limit - usage (0 at or over the limit) */
+  uint64_t pressure_mark_bytes;  /* EBBMALLOC_PRESSURE_PCT percent of the limit: pressure from there */
+  uint64_t pressure_passes;      /* reporter passes under pressure (every cache and free page back) */
+  uint64_t pressure_give_backs;  /* times the heap gave back warm memory before faulting in past the mark */
+  uint64_t pressure_given_back_bytes; /* what those gave back (part of heap_given_back_bytes) */
+  char limit_path[256];          /* the cgroup directory whose limit it is ("" otherwise) */
 } ebb_stats_t;
 
 #define EBB_STATS_V2_SIZE 400 /* offsetof(ebb_stats_t, floor_bytes) */
+#define EBB_STATS_V3_SIZE 560 /* offsetof(ebb_stats_t, limit_bytes) */
 
 /* The active options (read from EBBMALLOC_* at start-up). */
 typedef struct ebb_options {
@@ -105,6 +121,8 @@ typedef struct ebb_options {
   uint32_t reporter_linger_ms; /* EBBMALLOC_REPORTER_LINGER_MS (2000): idle time before the thread exits */
   int harden;             /* EBBMALLOC_HARDEN (0): the hardened mode */
   uint32_t thread_cache_kb; /* EBBMALLOC_THREAD_CACHE_KB (2048): most a thread's cache grows to */
+  uint32_t limit_mb;      /* EBBMALLOC_LIMIT_MB (auto = UINT32_MAX: the cgroup's; 0: none) */
+  uint32_t pressure_pct;  /* EBBMALLOC_PRESSURE_PCT (90) */
 } ebb_options_t;
 
 /* Fills the first `size` bytes of *out with the newest version that fits

@@ -15,6 +15,7 @@
  * copies never tear.
  *
  * Layout 2: ebb_stats_t version 3 (the resident floor) and floor_mono_ms.
+ * Layout 3: ebb_stats_t version 4 (the memory limit).
  *
  * Compatibility: a reader accepts the file only if `magic` is
  * EBB_LIVE_MAGIC and `layout` is the EBB_LIVE_LAYOUT it was built with. Any
@@ -31,7 +32,7 @@ extern "C" {
 #endif
 
 #define EBB_LIVE_MAGIC 0x314556494c424245ULL /* "EBBLIVE1" in memory order */
-#define EBB_LIVE_LAYOUT 2
+#define EBB_LIVE_LAYOUT 3
 #define EBB_LIVE_FILE_SIZE 4096
 #define EBB_LIVE_DEFAULT_DIR_PREFIX "/dev/shm/ebbmalloc-" /* + decimal euid */
 #define EBB_LIVE_SUFFIX ".stats"                          /* <pid>.stats */

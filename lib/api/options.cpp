@@ -71,6 +71,7 @@ const NumOpt kNum[] = {
     {"REPORT_MARK_KB", &Options::report_mark_kb, 4, 1u << 30, "KiB, 4..1073741824"},
     {"THREAD_CACHE_KB", &Options::thread_cache_kb, 64, 1u << 20, "KiB, 64..1048576"},
     {"LIVE_STATS_MS", &Options::live_stats_ms, 50, 60000, "milliseconds, 50..60000"},
+    {"PRESSURE_PCT", &Options::pressure_pct, 1, 100, "percent of the limit, 1..100"},
 };
 const BoolOpt kBool[] = {
     {"REPORTER", &Options::reporter},
@@ -101,6 +102,14 @@ void apply(Options* o, const char* key, const char* value) {
     bool v;
     if (parse_bool(value, &v)) o->*b.field = v;
     else bad_value(full, value, "0 or 1", o->*b.field ? "1" : "0");
+    return;
+  }
+  if (!strcmp(key, "LIMIT_MB")) {
+    // MiB up to 1 PiB; "auto" (the default) = the cgroup's limit, 0 = none.
+    uint64_t v;
+    if (!strcmp(value, "auto")) o->limit_mb = kLimitAuto;
+    else if (parse_u64(value, 0, uint64_t{1} << 30, &v)) o->limit_mb = static_cast<uint32_t>(v);
+    else bad_value(full, value, "MiB 0..1073741824, or auto (0 = no limit)", "auto");
     return;
   }
   if (!strcmp(key, "MADVISE")) {

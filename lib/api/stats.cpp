@@ -17,6 +17,23 @@ using namespace ebb;
 namespace ebb {
 
 static_assert(offsetof(ebb_stats_t, floor_bytes) == EBB_STATS_V2_SIZE, "version 2 ends there, for good");
+static_assert(offsetof(ebb_stats_t, limit_bytes) == EBB_STATS_V3_SIZE, "version 3 ends there, for good");
+static_assert(sizeof(ebb_stats_t{}.limit_path) == kCgroupPathMax, "the cgroup path fits");
+
+void collect_limit(ebb_stats_t* s) {
+  const Pressure& p = g.reporter.pressure();
+  PressureSnapshot ps;
+  p.snapshot(&ps);
+  if (!ps.limit_bytes) return;
+  s->limit_bytes = ps.limit_bytes;
+  s->limit_source = static_cast<uint64_t>(ps.source);
+  const uint64_t usage = p.usage_now();
+  s->limit_usage_bytes = usage ? usage : ps.usage_bytes;
+  s->limit_headroom_bytes = s->limit_bytes > s->limit_usage_bytes ? s->limit_bytes - s->limit_usage_bytes : 0;
+  s->pressure_mark_bytes = ps.mark_bytes;
+  s->pressure_passes = ps.passes;
+  memcpy(s->limit_path, ps.path, sizeof(s->limit_path));
+}
 
 void collect_floor(ebb_stats_t* s) {
   FloorResult f;
@@ -74,6 +91,8 @@ void collect_stats(ebb_stats_t* s, bool floor) {
     s->reported_fallbacks = g.heap.fallbacks();
     s->heap_given_back_bytes = g.heap.given_back_bytes();
     s->heap_give_back_calls = g.heap.give_back_calls();
+    s->pressure_give_backs = g.heap.pressure_give_backs();
+    s->pressure_given_back_bytes = g.heap.pressure_given_back_bytes();
     s->reported_fallback_bytes = (g.heap.fallback_pages() << kPageShift) + ct.refaulted_bytes;
   }
   const uint64_t heap_bytes = frontier << kPageShift;
@@ -103,6 +122,7 @@ void collect_stats(ebb_stats_t* s, bool floor) {
   s->cache_drains = r.cache_drains.load(std::memory_order_relaxed);
   s->thread_caches = ncaches;
   s->reporter_thread_running = g.reporter.thread_running() ? 1 : 0;
+  collect_limit(s);
   if (floor) collect_floor(s);
 }
 
@@ -127,10 +147,11 @@ extern "C" {
 EBB_EXPORT int ebb_stats_sized(ebb_stats_t* out, size_t size) {
   if (!out || size < EBB_STATS_V2_SIZE) return -1;
   ebb_stats_t s;
-  const bool v3 = size >= sizeof(ebb_stats_t);
-  collect_stats(&s, v3);
-  if (!v3) s.version = 2;
-  memcpy(out, &s, v3 ? sizeof(s) : EBB_STATS_V2_SIZE);
+  // The newest version that fits: 4 (all), 3 (up to the limit), 2 (no floor).
+  const size_t n = size >= sizeof(ebb_stats_t) ? sizeof(ebb_stats_t) : size >= EBB_STATS_V3_SIZE ? EBB_STATS_V3_SIZE : EBB_STATS_V2_SIZE;
+  collect_stats(&s, n >= EBB_STATS_V3_SIZE);
+  s.version = n == sizeof(ebb_stats_t) ? EBB_STATS_VERSION : n == EBB_STATS_V3_SIZE ? 3 : 2;
+  memcpy(out, &s, n);
   return 0;
 }
 
@@ -184,6 +205,15 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
     field(o, "curve_keep_bytes", s.curve_keep_bytes, true);
     field(o, "heap_given_back_bytes", s.heap_given_back_bytes, true);
     field(o, "heap_give_back_calls", s.heap_give_back_calls, true);
+    field(o, "limit_bytes", s.limit_bytes, true);
+    o.str(",\"limit_source\":\"").str(limit_source_name(static_cast<LimitSource>(s.limit_source))).str("\"");
+    o.str(",\"limit_path\":\"").json_str(s.limit_path).str("\"");
+    field(o, "limit_usage_bytes", s.limit_usage_bytes, true);
+    field(o, "limit_headroom_bytes", s.limit_headroom_bytes, true);
+    field(o, "pressure_mark_bytes", s.pressure_mark_bytes, true);
+    field(o, "pressure_passes", s.pressure_passes, true);
+    field(o, "pressure_give_backs", s.pressure_give_backs, true);
+    field(o, "pressure_given_back_bytes", s.pressure_given_back_bytes, true);
     o.str("}\n");
     return;
   }
@@ -227,6 +257,18 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
   o.str("  kept warm by the return curve: ").bytes(s.curve_keep_bytes).chr('\n');
   o.str("  given back by the heap before faulting in: ").bytes(s.heap_given_back_bytes).str(" in ");
   o.u64(s.heap_give_back_calls).str(" madvise calls\n");
+  if (s.limit_bytes) {
+    // Where the limit comes from, how full it is, what pressure did.
+    o.str("  memory limit  ").pad(12).bytes(s.limit_bytes).str("  (").str(limit_source_name(static_cast<LimitSource>(s.limit_source)));
+    if (s.limit_path[0]) o.str(" of ").str(s.limit_path);
+    o.str("; pressure at ").bytes(s.pressure_mark_bytes).str(")\n");
+    o.str("  limit usage   ").pad(12).bytes(s.limit_usage_bytes).str("  (headroom ").bytes(s.limit_headroom_bytes).str(")\n");
+    field(o, "pressure passes", s.pressure_passes, false);
+    o.str("  given back by the heap under pressure: ").bytes(s.pressure_given_back_bytes).str(" in ");
+    o.u64(s.pressure_give_backs).str(" give-backs\n");
+  } else {
+    o.str("  memory limit: none\n");
+  }
   field(o, "fallbacks to reported memory", s.reported_fallbacks, false);
   o.str("  reported memory reused: ").bytes(s.reported_fallback_bytes).chr('\n');
   field(o, "idle caches drained", s.cache_drains, false);
@@ -265,6 +307,8 @@ EBB_EXPORT const ebb_options_t* ebb_options(void) {
   p.reporter_linger_ms = o.linger_ms;
   p.thread_cache_kb = o.thread_cache_kb;
   p.harden = o.harden;
+  p.limit_mb = o.limit_mb;
+  p.pressure_pct = o.pressure_pct;
   return &p;
 }
 

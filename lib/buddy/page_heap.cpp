@@ -87,8 +87,10 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
     buddy_.clear_reported(idx, npages);
     ++fallbacks_;
     fallback_pages_ += used_rep;
-    if (npages >= (uint32_t{1} << kPageblockOrder)) give_back_warm(used_rep, now);
+    if (npages >= (uint32_t{1} << kPageblockOrder)) give_back_warm(used_rep, in_use_pages() / 8, 64, now);
   }
+  // (Slab pages are counted when taken: the slab faults them in one by one.)
+  if (used_rep) check_headroom(used_rep, now);
   drawn_pages_ += npages;
   const uint64_t used = in_use_pages();
   if (used > in_use_peak_) in_use_peak_ = used;
@@ -98,17 +100,18 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
   return true;
 }
 
-uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t now) {
-  // Keep a cushion of an eighth of what is in use warm (the next requests
-  // take it without faults); give back the rest, up to what this request
-  // faults in, whatever its age: otherwise a program whose freed blocks do
-  // not fit its next requests grows by every one of them.
-  const uint64_t warm = buddy_.warm_reportable_pages(), cushion = in_use_pages() / 8;
+uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max_blocks, uint64_t now) {
+  // A large request keeps a cushion of an eighth of what is in use warm (the
+  // next requests take it without faults) and gives back the rest, up to
+  // what it faults in, whatever its age: otherwise a program whose freed
+  // blocks do not fit its next requests grows by every one of them. Under
+  // pressure there is no cushion.
+  const uint64_t warm = buddy_.warm_reportable_pages();
   if (warm <= cushion) return 0;
   if (pages > warm - cushion) pages = warm - cushion;
   uint64_t given = 0;
   uint32_t i;
-  for (unsigned n = 0; given < (pages << kPageShift) && n < 64 && buddy_.isolate_coldest(now, &i); ++n) {
+  for (unsigned n = 0; given < (pages << kPageShift) && n < max_blocks && buddy_.isolate_coldest(now, &i); ++n) {
     const bool ok = advise_block(i, &given, &give_back_calls_);
     buddy_.putback(i, ok, now);
     if (!ok) break;
@@ -120,6 +123,40 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t now) {
     o.bytes(pages << kPageShift).chr('\n');
   }
   return given;
+}
+
+void PageHeap::check_headroom(uint64_t pages, uint64_t now) {
+  const uint64_t mark = headroom_.mark.load(std::memory_order_relaxed);
+  if (!mark) return;
+  const uint64_t bytes = pages << kPageShift;
+  uint64_t est = headroom_.estimate.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  if (est < mark) return;
+  // The estimate only learns what the heap faults in (and what the reporter
+  // samples): before acting on it, read the usage itself, at most once per
+  // millisecond.
+  if (headroom_.sample && now != headroom_sampled_ms_) {
+    headroom_sampled_ms_ = now;
+    const uint64_t usage = headroom_.sample();
+    if (usage) {
+      est = usage + bytes;
+      headroom_.estimate.store(est, std::memory_order_relaxed);
+      if (est < mark) return;
+    }
+    // The reporter's pressure pass gives back what the heap cannot reach
+    // from here (thread caches, free pages of slabs).
+    if (notify_) notify_();
+  }
+  const uint64_t given = give_back_warm((est - mark + kPageSize - 1) >> kPageShift, 0, 1024, now);
+  if (!given) return;
+  headroom_.estimate.store(est > given ? est - given : 0, std::memory_order_relaxed);
+  ++pressure_give_backs_;
+  pressure_given_back_ += given;
+}
+
+void PageHeap::headroom_map(uint64_t bytes) {
+  if (!headroom_.mark.load(std::memory_order_relaxed)) return;
+  LockGuard g(lock_);
+  check_headroom((bytes + kPageSize - 1) >> kPageShift, os::now_ms());
 }
 
 bool PageHeap::advise_block(uint32_t idx, uint64_t* released, uint64_t* calls) {

@@ -10,6 +10,14 @@
 
 namespace ebb {
 
+// How close the process is to its memory limit, as the page heap sees it
+// between the reporter's samples (report/pressure.h sets it up).
+struct Headroom {
+  std::atomic<uint64_t> mark{0};      // bytes of usage that are pressure; 0: no limit
+  std::atomic<uint64_t> estimate{0};  // usage at the last sample + what was faulted in since
+  uint64_t (*sample)() = nullptr;     // reads the usage now (takes no allocator lock)
+};
+
 struct PageRun {
   uint32_t idx;
   uint32_t npages;
@@ -68,6 +76,22 @@ class PageHeap {
   uint64_t given_back_bytes() const { return given_back_bytes_; }
   uint64_t give_back_calls() const { return give_back_calls_; }
 
+  Headroom& headroom() { return headroom_; }
+  // Heap lock held. `pages` of reported or fresh memory are about to be
+  // faulted in: if that puts the usage at or over the pressure mark, warm
+  // free memory goes back first, as much as the usage would exceed it by.
+  void check_headroom(uint64_t pages, uint64_t now);
+  // Without the heap lock: memory outside the heap (huge mappings) about to
+  // be faulted in (takes the heap lock when there is a limit) or unmapped.
+  void headroom_map(uint64_t bytes);
+  void headroom_unmap(uint64_t bytes) {
+    if (!headroom_.mark.load(std::memory_order_relaxed)) return;
+    const uint64_t e = headroom_.estimate.load(std::memory_order_relaxed);
+    headroom_.estimate.store(e > bytes ? e - bytes : 0, std::memory_order_relaxed);
+  }
+  uint64_t pressure_give_backs() const { return pressure_give_backs_; }
+  uint64_t pressure_given_back_bytes() const { return pressure_given_back_; }
+
   uint64_t fallbacks() const { return fallbacks_; }
   uint64_t fallback_pages() const { return fallback_pages_; }
 
@@ -80,7 +104,8 @@ class PageHeap {
   // memory while warm free memory sits in blocks it could not use: give as
   // much of that back first (coldest first, madvised with the heap lock
   // held), so the process does not grow. Returns the bytes given back.
-  uint64_t give_back_warm(uint64_t pages, uint64_t now);
+  // `cushion` pages of warm memory stay warm; at most `max_blocks` blocks go.
+  uint64_t give_back_warm(uint64_t pages, uint64_t cushion, unsigned max_blocks, uint64_t now);
   Mutex lock_;
   HeapRegion region_;
   uint32_t frontier_ = 0;  // mirror of region_.frontier() read by the buddy
@@ -90,6 +115,10 @@ class PageHeap {
   uint64_t given_back_bytes_ = 0;
   uint64_t give_back_calls_ = 0;
   uint64_t in_use_peak_ = 0;
+  Headroom headroom_;
+  uint64_t headroom_sampled_ms_ = 0;  // when check_headroom last read the usage itself
+  uint64_t pressure_give_backs_ = 0;
+  uint64_t pressure_given_back_ = 0;
   std::atomic<uint64_t> in_use_hint_{0};
   uint64_t fallbacks_ = 0;       // allocations that used reported memory
   uint64_t fallback_pages_ = 0;  // pages of reported memory handed out

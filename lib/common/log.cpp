@@ -37,6 +37,23 @@ OutBuf& OutBuf::str(const char* s) {
   return *this;
 }
 
+OutBuf& OutBuf::json_str(const char* s) {
+  static const char kHex[] = "0123456789abcdef";
+  for (; *s; ++s) {
+    const unsigned char c = static_cast<unsigned char>(*s);
+    if (c == '"' || c == '\\') {
+      const char e[2] = {'\\', static_cast<char>(c)};
+      put(e, 2);
+    } else if (c < 0x20) {
+      const char e[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+      put(e, 6);
+    } else {
+      put(s, 1);
+    }
+  }
+  return *this;
+}
+
 OutBuf& OutBuf::chr(char c) {
   put(&c, 1);
   return *this;

@@ -15,6 +15,9 @@ class OutBuf {
   OutBuf& operator=(const OutBuf&) = delete;
 
   OutBuf& str(const char* s);
+  // s as the inside of a JSON string: quotes, backslashes and control
+  // characters escaped.
+  OutBuf& json_str(const char* s);
   OutBuf& chr(char c);
   OutBuf& u64(uint64_t v);
   OutBuf& i64(int64_t v);

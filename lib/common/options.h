@@ -8,6 +8,8 @@ namespace ebb {
 
 enum class StatsMode : uint8_t { kOff = 0, kText = 1, kJson = 2 };
 
+constexpr uint32_t kLimitAuto = ~uint32_t{0};
+
 struct Options {
   bool reporter = true;            // EBBMALLOC_REPORTER
   uint32_t delay_ms = 200;         // EBBMALLOC_DELAY_MS: minimum time between passes
@@ -22,6 +24,10 @@ struct Options {
   bool split_warm = true;          // EBBMALLOC_SPLIT_WARM: split warm before reported fit
   uint32_t report_mark_kb = 1024;  // EBBMALLOC_REPORT_MARK_KB: warm free memory that wakes the reporter
   uint32_t thread_cache_kb = 2048;  // EBBMALLOC_THREAD_CACHE_KB: most small objects one thread's cache holds
+  // EBBMALLOC_LIMIT_MB: the memory limit the reporter keeps the process
+  // under (report/pressure.h); kLimitAuto = the cgroup's, 0 = none.
+  uint32_t limit_mb = kLimitAuto;
+  uint32_t pressure_pct = 90;      // EBBMALLOC_PRESSURE_PCT: usage (% of the limit) that is pressure
   bool check = false;              // EBBMALLOC_CHECK: heap invariant walks (debug builds)
   bool live_stats = false;         // EBBMALLOC_LIVE_STATS: keep counters in a file for ebbtop
   bool harden = false;             // EBBMALLOC_HARDEN: the hardened mode (front/harden.h)

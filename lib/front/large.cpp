@@ -274,6 +274,7 @@ bool table_insert(uintptr_t a, size_t size, uint32_t lead = 0, uint32_t trail = 
 void* huge_alloc(size_t size, size_t align) {
   const size_t map_size = align_up(size ? size : 1, kPageSize);
   if (map_size < size) return nullptr;
+  g.heap.headroom_map(map_size);  // near a memory limit: warm free memory goes back first
   void* p = os::map_aligned(map_size, align < kPageSize ? kPageSize : align);
   if (!p) return nullptr;
   LockGuard h(g_huge_lock);
@@ -291,6 +292,7 @@ void* huge_alloc_guarded(size_t size, size_t align) {
   // and one after it.
   const uint32_t lead = align <= kPageSize ? kPageSize : 0;
   const uint32_t trail = kPageSize;
+  g.heap.headroom_map(map_size);
   char* base = static_cast<char*>(os::map_aligned(lead + map_size + trail, align < kPageSize ? kPageSize : align));
   if (!base) return nullptr;
   char* p = base + lead;
@@ -322,6 +324,7 @@ bool huge_free(void* p, Fn fn, size_t size) {
     table_erase(i);
   }
   os::unmap(static_cast<char*>(p) - slot.lead, slot.lead + slot.size + slot.trail);
+  g.heap.headroom_unmap(slot.size);
   return true;
 }
 
@@ -355,14 +358,22 @@ size_t huge_usable(const void* p) {
 void* huge_realloc(void* p, size_t new_size) {
   const size_t map_size = align_up(new_size, kPageSize);
   if (map_size < new_size) return nullptr;
-  LockGuard h(g_huge_lock);
-  const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
-  if (i == g_cap) return nullptr;
-  if (g_slots[i].size == map_size) return p;
-  void* q = os::remap(p, g_slots[i].size, map_size);
-  if (!q) return nullptr;
-  table_erase(i);
-  table_insert(reinterpret_cast<uintptr_t>(q), map_size);  // cannot fail: one slot was freed
+  size_t old_size;
+  void* q;
+  {
+    LockGuard h(g_huge_lock);
+    const size_t i = table_find(reinterpret_cast<uintptr_t>(p));
+    if (i == g_cap) return nullptr;
+    old_size = g_slots[i].size;
+    if (old_size == map_size) return p;
+    q = os::remap(p, old_size, map_size);
+    if (!q) return nullptr;
+    table_erase(i);
+    table_insert(reinterpret_cast<uintptr_t>(q), map_size);  // cannot fail: one slot was freed
+  }
+  // (Counted after the fact: the heap lock is never taken inside the huge lock.)
+  if (map_size > old_size) g.heap.headroom_map(map_size - old_size);
+  else g.heap.headroom_unmap(old_size - map_size);
   return q;
 }
 

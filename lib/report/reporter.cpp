@@ -141,22 +141,38 @@ void Reporter::run() {
       }
       if (!state_.compare_exchange_strong(s, kActive)) continue;
     } else if (s == kRequested) {
-      // Let a burst of frees build up before the first pass.
-      pause_ms(opts_->delay_ms);
+      // Let a burst of frees build up before the first pass; not at a
+      // memory limit's mark (the heap's estimate says so, or the usage read
+      // now: the estimate does not see frees, nor other processes).
+      const uint64_t mark = pressure_.mark_bytes();
+      if (!pressure_.urgent() && !(mark && pressure_.sample(now) >= mark)) pause_ms(opts_->delay_ms);
       if (!state_.compare_exchange_strong(s, kActive)) continue;
     }
     stats_.wakeups.fetch_add(1, std::memory_order_relaxed);
-    uint64_t released = 0;
-    // Idle caches first: what they held has been free since they went idle
-    // (the drain stamps it so), so this same pass can report it.
-    // (After COLD_MS / 2 without a call: with the return curve most of what
-    // the heap holds is back by then, and a cache is small to refill.)
-    const uint64_t idle_ms = opts_->cold_ms / 2 > opts_->delay_ms ? opts_->cold_ms / 2 : opts_->delay_ms;
-    const uint64_t in_use = in_use_pages();
-    uint64_t next = cache_hook_ ? cache_hook_(os::now_ms(), idle_ms < opts_->cold_ms ? idle_ms : opts_->cold_ms, false) : kNever;
-    discount_since(in_use);
-    const uint64_t p = curve_pass(&released);
-    if (p < next) next = p;
+    uint64_t released = 0, next;
+    const uint64_t usage = pressure_.watching() ? pressure_.sample(now) : 0, mark = pressure_.mark_bytes();
+    if (mark && usage >= mark) {
+      next = pressure_pass(&released);
+    } else {
+      pressure_wait_ms_ = 0;
+      // Idle caches first: what they held has been free since they went idle
+      // (the drain stamps it so), so this same pass can report it.
+      // (After COLD_MS / 2 without a call: with the return curve most of what
+      // the heap holds is back by then, and a cache is small to refill.)
+      const uint64_t idle_ms = opts_->cold_ms / 2 > opts_->delay_ms ? opts_->cold_ms / 2 : opts_->delay_ms;
+      const uint64_t in_use = in_use_pages();
+      next = cache_hook_ ? cache_hook_(os::now_ms(), idle_ms < opts_->cold_ms ? idle_ms : opts_->cold_ms, false) : kNever;
+      discount_since(in_use);
+      // Under a limit the curve keeps no more than the headroom to its mark;
+      // (and while near it, with free memory held, the usage is looked at
+      // every COLD_MS: other processes of the cgroup fill it too).
+      const uint64_t headroom = mark ? (mark - usage) >> kPageShift : ~uint64_t{0};
+      const uint64_t p = curve_pass(headroom, &released);
+      if (p < next) next = p;
+      if (mark && released) pressure_.note_released(released);
+      if (mark && usage >= mark / 2 && next == kNever && heap_->buddy().warm_reportable_pages_racy())
+        next = os::now_ms() + opts_->cold_ms;
+    }
     now = os::now_ms();
     if (publish_hook_) {
       // Show the pass's result at once.
@@ -212,7 +228,33 @@ void Reporter::discount_since(uint64_t in_use_before) {
   if (now < in_use_before) curve_.discount(in_use_before - now);
 }
 
-uint64_t Reporter::curve_pass(uint64_t* released) {
+uint64_t Reporter::pressure_pass(uint64_t* released) {
+  pressure_.count_pass();
+  const uint64_t in_use = in_use_pages();
+  if (cache_hook_) cache_hook_(os::now_ms(), 0, true);
+  discount_since(in_use);
+  pass(kNever, 0, 0, released);
+  pressure_.note_released(*released);
+  // Usage that stays over the mark while nothing is free (the program's own
+  // memory, or the cgroup's other processes') is not helped by draining the
+  // caches every DELAY_MS: a pass that found less than the mark waits twice
+  // as long each time, up to COLD_MS. (The heap still gives back before it
+  // faults memory in, and a mass free wakes the reporter as ever.)
+  const uint64_t delay = opts_->delay_ms ? opts_->delay_ms : 1;
+  if (*released >= mark_bytes_) pressure_wait_ms_ = delay;
+  else pressure_wait_ms_ = pressure_wait_ms_ ? pressure_wait_ms_ * 2 : delay;
+  if (pressure_wait_ms_ > opts_->cold_ms && pressure_wait_ms_ > delay)
+    pressure_wait_ms_ = opts_->cold_ms > delay ? opts_->cold_ms : delay;
+  if (opts_->verbose) {
+    OutBuf o(2);
+    o.str("ebbmalloc: pressure pass: usage ").bytes(pressure_.usage_now()).str(" of mark ");
+    o.bytes(pressure_.mark_bytes()).str(", gave back ").bytes(*released).chr('\n');
+  }
+  last_keep_pages_.store(0, std::memory_order_relaxed);
+  return os::now_ms() + pressure_wait_ms_;
+}
+
+uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
   const uint64_t mark_pages = mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1;
   uint64_t now = os::now_ms();
   ReturnPlan plan;
@@ -227,7 +269,7 @@ uint64_t Reporter::curve_pass(uint64_t* released) {
     frontier_ = frontier;
     const bool growing = grown >= mark_pages && grown >= in_use / 8;
     plan = curve_.plan(now, in_use, heap_->take_in_use_peak(), b.warm_reportable_pages(), heap_->drawn_pages(),
-                       growing);
+                       growing, headroom);
     if (now > plan.max_age_ms) cutoff = now - plan.max_age_ms;
     uint64_t c;
     if (plan.excess_pages && now > plan.min_age_ms &&

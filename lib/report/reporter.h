@@ -38,6 +38,7 @@
 #include "common/lock.h"
 #include "common/options.h"
 #include "os/os.h"
+#include "report/pressure.h"
 #include "report/return_curve.h"
 
 namespace ebb {
@@ -142,6 +143,10 @@ class Reporter {
   void postfork_child_interrupted();
   void allow_thread_start() { can_start_.store(true, std::memory_order_release); }
 
+  // The memory limit (report/pressure.h); init() it at start-up.
+  Pressure& pressure() { return pressure_; }
+  const Pressure& pressure() const { return pressure_; }
+
   const ReporterStats& stats() const { return stats_; }
   ReporterStats& stats_mut() { return stats_; }
   bool thread_running() const { return state_.load(std::memory_order_relaxed) >= kIdle; }
@@ -164,8 +169,12 @@ class Reporter {
   // What the reporter moved out of use since `in_use_before` is not a fall
   // in demand: the return curve's history moves down with it.
   void discount_since(uint64_t in_use_before);
-  // A pass of the return curve (return_curve.h); returns the next deadline.
-  uint64_t curve_pass(uint64_t* released);
+  // A pass of the return curve (return_curve.h), keeping at most `headroom`
+  // pages warm (a memory limit's); returns the next deadline.
+  uint64_t curve_pass(uint64_t headroom, uint64_t* released);
+  // At or over a memory limit's mark: every cache drained, every free page
+  // back; returns when to look again.
+  uint64_t pressure_pass(uint64_t* released);
   bool report_block(uint32_t idx, uint64_t* released);
   // Publishes if the period is over; returns when the next one is due
   // (kNever without a publisher).
@@ -191,6 +200,8 @@ class Reporter {
   Mutex batch_lock_;  // one isolate/madvise/putback round at a time
   ReporterStats stats_;
   ReturnCurve curve_;  // reporter thread only
+  Pressure pressure_;
+  uint64_t pressure_wait_ms_ = 0;  // reporter thread only: a pressure pass that found nothing waits longer
   std::atomic<uint64_t> last_keep_pages_{0};  // what the last pass kept (statistics)
   uint64_t frontier_ = 0;         // the heap's at the last pass
 };

@@ -48,7 +48,7 @@ uint64_t ReturnCurve::Ring::drawn_since(uint64_t now, uint64_t span, uint64_t dr
 }
 
 ReturnPlan ReturnCurve::plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn,
-                             bool growing) {
+                             bool growing, uint64_t headroom) {
   ReturnPlan p{};
   p.min_age_ms = delay_ms_;
   p.max_age_ms = 10 * cold_ms_;
@@ -63,12 +63,16 @@ ReturnPlan ReturnCurve::plan(uint64_t now, uint64_t in_use, uint64_t peak, uint6
     if (growing) slack = 0;
   }
   p.keep_pages = p.swing_pages > slack ? p.swing_pages : slack;
+  if (p.keep_pages > headroom) {
+    p.keep_pages = headroom;
+    p.capped = true;
+  }
   p.excess_pages = warm > p.keep_pages ? warm - p.keep_pages : 0;
   // Less than the mark is not worth a pass's madvise calls (the seeds'
   // watermark) unless it is all that is left.
   if (p.excess_pages < mark_pages_ && p.excess_pages < warm) p.excess_pages = 0;
   p.decaying = p.swing_pages > 0 || slack > 0;
-  if (p.excess_pages || growing) p.slab_cold_ms = p.min_age_ms;
+  if (p.excess_pages || growing || p.capped) p.slab_cold_ms = p.min_age_ms;
   else if (slack >= mark_pages_) p.slab_cold_ms = p.max_age_ms;
   else p.slab_cold_ms = cold_ms_ / 2 > delay_ms_ ? cold_ms_ / 2 : delay_ms_;
   return p;

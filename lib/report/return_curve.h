@@ -43,6 +43,7 @@ struct ReturnPlan {
   uint64_t excess_pages;  // warm pages to give back now (coldest first, free >= min_age_ms)
   uint64_t keep_pages;    // what the curve keeps (swing + slack)
   uint64_t swing_pages;   // of which the swing
+  bool capped;            // keep was cut to the headroom under a memory limit
   uint64_t min_age_ms;    // nothing younger goes back (but with report_all)
   uint64_t max_age_ms;    // anything older goes back
   uint64_t slab_cold_ms;  // free slab pages this old go back
@@ -58,7 +59,11 @@ class ReturnCurve {
   // `growing`: the heap grew fast since the last pass; then free
   // memory is not kept for churn (no slack) and free slab pages go back
   // after DELAY_MS: the process should not grow while it holds them.
-  ReturnPlan plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn, bool growing);
+  // `headroom`: pages the process may still take before its memory limit's
+  // pressure mark (report/pressure.h; UINT64_MAX: no limit): the curve never
+  // keeps more, and free slab pages then go back after DELAY_MS too.
+  ReturnPlan plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn, bool growing,
+                  uint64_t headroom = ~uint64_t{0});
   // The reporter itself moved `pages` out of use (it drained idle caches or
   // cached batches, emptying slabs): memory freed long ago, not a fall in
   // demand. The history moves down with it, so the swing does not grow.

@@ -110,6 +110,16 @@ int64_t floor_age(const ebb_live_file_t& f, uint64_t now_ms) {
   return now_ms > f.floor_mono_ms ? static_cast<int64_t>(now_ms - f.floor_mono_ms) : 0;
 }
 
+// ebb_stats_t.limit_source, as the library's statistics name it.
+const char* limit_source(uint64_t s) {
+  static const char* const kNames[] = {"none", "option", "memory.high", "memory.max", "memory.soft_limit_in_bytes",
+                                       "memory.limit_in_bytes"};
+  return s < sizeof(kNames) / sizeof(kNames[0]) ? kNames[s] : "?";
+}
+
+// The limit path is a fixed array: never trust it to be terminated.
+std::string limit_path(const ebb_stats_t& s) { return std::string(s.limit_path, strnlen(s.limit_path, sizeof(s.limit_path))); }
+
 void print_json(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, uint64_t age_ms, int64_t floor_ms) {
   const ebb_stats_t& s = f.stats;
   std::string o = "{\"pid\":" + std::to_string(t.pid) + ",\"comm\":" + json_string(t.comm);
@@ -154,6 +164,15 @@ void print_json(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
   num("floor_walk_us", s.floor_walk_us);
   num("floor_exact", s.floor_exact);
   o += ",\"floor_age_ms\":" + std::to_string(floor_ms);
+  num("limit_bytes", s.limit_bytes);
+  o += std::string(",\"limit_source\":\"") + limit_source(s.limit_source) + "\"";
+  o += ",\"limit_path\":" + json_string(limit_path(s));
+  num("limit_usage_bytes", s.limit_usage_bytes);
+  num("limit_headroom_bytes", s.limit_headroom_bytes);
+  num("pressure_mark_bytes", s.pressure_mark_bytes);
+  num("pressure_passes", s.pressure_passes);
+  num("pressure_give_backs", s.pressure_give_backs);
+  num("pressure_given_back_bytes", s.pressure_given_back_bytes);
   for (int which = 0; which < 2; ++which) {
     o += which ? ",\"pinned_class_bytes\":[" : ",\"pinned_class_size\":[";
     for (unsigned i = 0; i < s.pinned_classes && i < EBB_PINNED_TOP; ++i)
@@ -222,6 +241,19 @@ void print_text(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
          static_cast<unsigned long long>(s.reported_fallbacks), human(s.reported_fallback_bytes).c_str());
   printf("  thread caches   %llu, %llu idle ones drained\n", static_cast<unsigned long long>(s.thread_caches),
          static_cast<unsigned long long>(s.cache_drains));
+  if (!s.limit_bytes) {
+    printf("  memory limit    none\n");
+    return;
+  }
+  const std::string path = limit_path(s);
+  printf("  memory limit    %s, %s%s%s\n", human(s.limit_bytes).c_str(), limit_source(s.limit_source),
+         path.empty() ? "" : " of ", path.c_str());
+  printf("    usage         %s (%.0f%%), headroom %s, pressure at %s\n", human(s.limit_usage_bytes).c_str(),
+         100.0 * static_cast<double>(s.limit_usage_bytes) / static_cast<double>(s.limit_bytes),
+         human(s.limit_headroom_bytes).c_str(), human(s.pressure_mark_bytes).c_str());
+  printf("    pressure      %llu passes; the heap gave back %s before faulting in, %llu times\n",
+         static_cast<unsigned long long>(s.pressure_passes), human(s.pressure_given_back_bytes).c_str(),
+         static_cast<unsigned long long>(s.pressure_give_backs));
 }
 
 }  // namespace

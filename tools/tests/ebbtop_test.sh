@@ -272,18 +272,18 @@ version)
     python3 - "$live/$wpid.stats" "$@" <<'EOF'
 import struct, sys
 path, magic, layout, pid = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3]), int(sys.argv[4])
-head = struct.pack("<QIIiIII Q32s", magic, layout, 664, pid, 0, 500, 1, 0, b"ebbmalloc 9.9.9")
+head = struct.pack("<QIIiIII Q32s", magic, layout, 984, pid, 0, 500, 1, 0, b"ebbmalloc 9.9.9")
 open(path, "wb").write(head + b"\0" * (4096 - len(head)))
 EOF
   }
   write 0x314556494c424245 99 "$wpid"
   top --once "$wpid"
-  expect_error 1 "has layout 99 (written by 'ebbmalloc 9.9.9'), this ebbtop reads layout 2"
+  expect_error 1 "has layout 99 (written by 'ebbmalloc 9.9.9'), this ebbtop reads layout 3"
   ok "$(cat "$tmp/err")"
-  write 0x1234 2 "$wpid"
+  write 0x1234 3 "$wpid"
   top --once "$wpid"
   expect_error 1 "is not an ebbmalloc live statistics file (bad magic)"
-  write 0x314556494c424245 2 1
+  write 0x314556494c424245 3 1
   top --once "$wpid"
   expect_error 1 "belongs to pid 1, not $wpid"
   head -c 100 /dev/zero >"$live/$wpid.stats"
