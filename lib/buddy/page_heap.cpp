@@ -144,7 +144,7 @@ void PageHeap::check_headroom(uint64_t pages, uint64_t now) {
     }
     // The reporter's pressure pass gives back what the heap cannot reach
     // from here (thread caches, free pages of slabs).
-    if (notify_) notify_();
+    if (headroom_.urge) headroom_.urge();
   }
   const uint64_t given = give_back_warm((est - mark + kPageSize - 1) >> kPageShift, 0, 1024, now);
   if (!given) return;

@@ -16,6 +16,7 @@ struct Headroom {
   std::atomic<uint64_t> mark{0};      // bytes of usage that are pressure; 0: no limit
   std::atomic<uint64_t> estimate{0};  // usage at the last sample + what was faulted in since
   uint64_t (*sample)() = nullptr;     // reads the usage now (takes no allocator lock)
+  void (*urge)() = nullptr;           // asks the reporter for a pressure pass (heap lock may be held)
 };
 
 struct PageRun {
@@ -88,6 +89,12 @@ class PageHeap {
     if (!headroom_.mark.load(std::memory_order_relaxed)) return;
     const uint64_t e = headroom_.estimate.load(std::memory_order_relaxed);
     headroom_.estimate.store(e > bytes ? e - bytes : 0, std::memory_order_relaxed);
+  }
+  // Without any lock: the estimate is at or past the mark (a relaxed load
+  // when there is no limit).
+  bool pressure_urgent() const {
+    const uint64_t m = headroom_.mark.load(std::memory_order_relaxed);
+    return m && headroom_.estimate.load(std::memory_order_relaxed) >= m;
   }
   uint64_t pressure_give_backs() const { return pressure_give_backs_; }
   uint64_t pressure_given_back_bytes() const { return pressure_given_back_; }

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "front/globals.h"
 #include "front/harden.h"
+#include "front/pressure_relief.h"
 #include "front/thread_cache.h"
 #include "os/os.h"
 
@@ -26,6 +27,7 @@ void* large_alloc(size_t size, size_t align, bool zero) {
       return p;
     }
   }
+  maybe_relieve_pressure();
   PageRun run;
   {
     LockGuard h(g.heap.lock());
@@ -274,6 +276,7 @@ bool table_insert(uintptr_t a, size_t size, uint32_t lead = 0, uint32_t trail = 
 void* huge_alloc(size_t size, size_t align) {
   const size_t map_size = align_up(size ? size : 1, kPageSize);
   if (map_size < size) return nullptr;
+  maybe_relieve_pressure();
   g.heap.headroom_map(map_size);  // near a memory limit: warm free memory goes back first
   void* p = os::map_aligned(map_size, align < kPageSize ? kPageSize : align);
   if (!p) return nullptr;
@@ -292,6 +295,7 @@ void* huge_alloc_guarded(size_t size, size_t align) {
   // and one after it.
   const uint32_t lead = align <= kPageSize ? kPageSize : 0;
   const uint32_t trail = kPageSize;
+  maybe_relieve_pressure();
   g.heap.headroom_map(map_size);
   char* base = static_cast<char*>(os::map_aligned(lead + map_size + trail, align < kPageSize ? kPageSize : align));
   if (!base) return nullptr;

@@ -10,6 +10,7 @@
 #include "front/harden.h"
 #include "front/large.h"
 #include "front/meta_pool.h"
+#include "front/pressure_relief.h"
 #include "os/os.h"
 
 namespace ebb {
@@ -308,6 +309,7 @@ void* malloc_small_slow_impl(size_t size, unsigned cls) {
     return p;
   }
   void* p = nullptr;
+  maybe_relieve_pressure();  // a refill may take a new slab from the heap
   {
     LockGuard m(tc->mutex);  // waits for a drain in progress
     Bin& b = tc->bins[cls];

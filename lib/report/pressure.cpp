@@ -86,6 +86,8 @@ void Pressure::snapshot(PressureSnapshot* out) const {
   out->mark_bytes = mark_bytes();
   out->usage_bytes = usage_.load(std::memory_order_relaxed);
   out->passes = passes_.load(std::memory_order_relaxed);
+  out->reliefs = reliefs_.load(std::memory_order_relaxed);
+  out->relief_bytes = relief_bytes_.load(std::memory_order_relaxed);
   out->source = static_cast<LimitSource>(source_.load(std::memory_order_relaxed));
   out->path[0] = 0;
   const CgroupLimit* c = cur_.load(std::memory_order_acquire);

@@ -35,6 +35,8 @@ struct PressureSnapshot {
   uint64_t mark_bytes;    // the usage that is pressure
   uint64_t usage_bytes;   // at the last sample
   uint64_t passes;        // pressure passes of the reporter
+  uint64_t reliefs;       // front/pressure_relief.h
+  uint64_t relief_bytes;
   LimitSource source;
   char path[kCgroupPathMax];  // the cgroup directory whose limit it is ("" for the option)
 };
@@ -53,15 +55,16 @@ class Pressure {
   // estimate starts again from it.
   uint64_t sample(uint64_t now);
   // The heap's estimate says the mark is reached (a pass should not wait).
-  bool urgent() const {
-    if (!heap_) return false;
-    const Headroom& h = heap_->headroom();
-    const uint64_t m = h.mark.load(std::memory_order_relaxed);
-    return m && h.estimate.load(std::memory_order_relaxed) >= m;
-  }
+  bool urgent() const { return heap_ && heap_->pressure_urgent(); }
   // The reporter gave `bytes` back: the estimate falls with it.
   void note_released(uint64_t bytes) { heap_->headroom_unmap(bytes); }
   void count_pass() { passes_.fetch_add(1, std::memory_order_relaxed); }
+  // An allocating thread gave back `bytes` of free slab pages itself
+  // (front/pressure_relief.h).
+  void note_relief(uint64_t bytes) {
+    reliefs_.fetch_add(1, std::memory_order_relaxed);
+    relief_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
   // Any thread, no lock: the usage read now.
   uint64_t usage_now() const;
   void snapshot(PressureSnapshot* out) const;
@@ -76,6 +79,8 @@ class Pressure {
   std::atomic<uint32_t> source_{0};
   std::atomic<uint64_t> usage_{0};
   std::atomic<uint64_t> passes_{0};
+  std::atomic<uint64_t> reliefs_{0};
+  std::atomic<uint64_t> relief_bytes_{0};
   // The cgroup: rewritten only when its limiting directory changes (the
   // reporter writes the buffer not in use, then publishes it), so readers
   // on other threads (usage_now, snapshot) never see a half-written path.

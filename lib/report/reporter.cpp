@@ -155,6 +155,7 @@ void Reporter::run() {
       next = pressure_pass(&released);
     } else {
       pressure_wait_ms_ = 0;
+      pressure_quiet_until_.store(0, std::memory_order_relaxed);
       // Idle caches first: what they held has been free since they went idle
       // (the drain stamps it so), so this same pass can report it.
       // (After COLD_MS / 2 without a call: with the return curve most of what
@@ -241,17 +242,23 @@ uint64_t Reporter::pressure_pass(uint64_t* released) {
   // as long each time, up to COLD_MS. (The heap still gives back before it
   // faults memory in, and a mass free wakes the reporter as ever.)
   const uint64_t delay = opts_->delay_ms ? opts_->delay_ms : 1;
-  if (*released >= mark_bytes_) pressure_wait_ms_ = delay;
-  else pressure_wait_ms_ = pressure_wait_ms_ ? pressure_wait_ms_ * 2 : delay;
-  if (pressure_wait_ms_ > opts_->cold_ms && pressure_wait_ms_ > delay)
-    pressure_wait_ms_ = opts_->cold_ms > delay ? opts_->cold_ms : delay;
+  const uint64_t now = os::now_ms();
+  if (*released >= mark_bytes_) {
+    pressure_wait_ms_ = delay;
+    pressure_quiet_until_.store(0, std::memory_order_relaxed);
+  } else {
+    pressure_wait_ms_ = pressure_wait_ms_ ? pressure_wait_ms_ * 2 : delay;
+    if (pressure_wait_ms_ > opts_->cold_ms && pressure_wait_ms_ > delay)
+      pressure_wait_ms_ = opts_->cold_ms > delay ? opts_->cold_ms : delay;
+    pressure_quiet_until_.store(now + pressure_wait_ms_, std::memory_order_relaxed);
+  }
   if (opts_->verbose) {
     OutBuf o(2);
     o.str("ebbmalloc: pressure pass: usage ").bytes(pressure_.usage_now()).str(" of mark ");
     o.bytes(pressure_.mark_bytes()).str(", gave back ").bytes(*released).chr('\n');
   }
   last_keep_pages_.store(0, std::memory_order_relaxed);
-  return os::now_ms() + pressure_wait_ms_;
+  return now + pressure_wait_ms_;
 }
 
 uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {

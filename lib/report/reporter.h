@@ -109,6 +109,14 @@ class Reporter {
     }
     if (s == kIdle || s == kActive || s == kNoThread) request_slow(s);
   }
+  // The heap reached a memory limit's mark (Headroom::urge): as
+  // request_now(), unless the last pressure pass found almost nothing to
+  // give back and its wait is not over (usage over the mark that is the
+  // program's own does not get a pass every DELAY_MS).
+  void request_pressure() {
+    if (os::now_ms() < pressure_quiet_until_.load(std::memory_order_relaxed)) return;
+    request_now();
+  }
   // A thread cache took or returned memory: make sure the reporter will look
   // at caches later (wakes an idle reporter; with no thread, asks the worth
   // hook, which costs a walk: callers look at state() first and sample).
@@ -202,6 +210,7 @@ class Reporter {
   ReturnCurve curve_;  // reporter thread only
   Pressure pressure_;
   uint64_t pressure_wait_ms_ = 0;  // reporter thread only: a pressure pass that found nothing waits longer
+  std::atomic<uint64_t> pressure_quiet_until_{0};  // request_pressure() does nothing before then
   std::atomic<uint64_t> last_keep_pages_{0};  // what the last pass kept (statistics)
   uint64_t frontier_ = 0;         // the heap's at the last pass
 };

@@ -173,6 +173,8 @@ void print_json(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
   num("pressure_passes", s.pressure_passes);
   num("pressure_give_backs", s.pressure_give_backs);
   num("pressure_given_back_bytes", s.pressure_given_back_bytes);
+  num("pressure_reliefs", s.pressure_reliefs);
+  num("pressure_relief_bytes", s.pressure_relief_bytes);
   for (int which = 0; which < 2; ++which) {
     o += which ? ",\"pinned_class_bytes\":[" : ",\"pinned_class_size\":[";
     for (unsigned i = 0; i < s.pinned_classes && i < EBB_PINNED_TOP; ++i)
@@ -251,9 +253,10 @@ void print_text(const ebbtop::Target& t, const ebb_live_file_t& f, int64_t rss, 
   printf("    usage         %s (%.0f%%), headroom %s, pressure at %s\n", human(s.limit_usage_bytes).c_str(),
          100.0 * static_cast<double>(s.limit_usage_bytes) / static_cast<double>(s.limit_bytes),
          human(s.limit_headroom_bytes).c_str(), human(s.pressure_mark_bytes).c_str());
-  printf("    pressure      %llu passes; the heap gave back %s before faulting in, %llu times\n",
+  printf("    pressure      %llu passes; the heap gave back %s before faulting in, %llu times; threads %s of slab pages, %llu times\n",
          static_cast<unsigned long long>(s.pressure_passes), human(s.pressure_given_back_bytes).c_str(),
-         static_cast<unsigned long long>(s.pressure_give_backs));
+         static_cast<unsigned long long>(s.pressure_give_backs), human(s.pressure_relief_bytes).c_str(),
+         static_cast<unsigned long long>(s.pressure_reliefs));
 }
 
 }  // namespace

@@ -272,7 +272,7 @@ version)
     python3 - "$live/$wpid.stats" "$@" <<'EOF'
 import struct, sys
 path, magic, layout, pid = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3]), int(sys.argv[4])
-head = struct.pack("<QIIiIII Q32s", magic, layout, 984, pid, 0, 500, 1, 0, b"ebbmalloc 9.9.9")
+head = struct.pack("<QIIiIII Q32s", magic, layout, 1000, pid, 0, 500, 1, 0, b"ebbmalloc 9.9.9")
 open(path, "wb").write(head + b"\0" * (4096 - len(head)))
 EOF
   }
