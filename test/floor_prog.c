@@ -9,7 +9,8 @@
  *   floor_prog pinned    one live object per page in three classes: the
  *                        pinned bytes per class and their order
  *   floor_prog abi       a caller built against version 2 (the old entry
- *                        point, a version-2 struct) gets version 2 and
+ *                        point, a version-2 struct) gets version 2, one
+ *                        built against version 3 version 3, and
  *                        nothing written past it
  *   floor_prog hardened  (run with EBBMALLOC_HARDEN=1) floor at least the
  *                        live objects' pages, heap consistent afterwards
@@ -22,6 +23,7 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,7 +325,28 @@ static int case_abi(void) {
   check_tail(&o, "written past version 2 (sized) at byte");
   CHECK_EQ(ebb_stats_sized((ebb_stats_t*)(void*)&o, EBB_STATS_V2_SIZE - 8), (unsigned long long)-1, "too small: -1");
   CHECK_EQ(ebb_stats_sized(NULL, sizeof(ebb_stats_t)), (unsigned long long)-1, "NULL: -1");
+  /* A caller built against version 3 (EBB_STATS_V3_SIZE bytes): version 3,
+   * floor included, nothing written past it. */
+  {
+    unsigned char buf[EBB_STATS_V3_SIZE + 128];
+    memset(buf, 0xAB, sizeof buf);
+    CHECK_EQ(ebb_stats_sized((ebb_stats_t*)(void*)buf, EBB_STATS_V3_SIZE), 0, "sized, version 3");
+    uint32_t v;
+    memcpy(&v, buf, sizeof v);
+    CHECK_EQ(v, 3, "a version-3 size gets version 3");
+    uint64_t floor_slab;
+    memcpy(&floor_slab, buf + offsetof(ebb_stats_t, floor_slab_bytes), sizeof floor_slab);
+    void* q = xmalloc(100);
+    memset(buf, 0xAB, sizeof buf);
+    ebb_stats_sized((ebb_stats_t*)(void*)buf, EBB_STATS_V3_SIZE);
+    memcpy(&floor_slab, buf + offsetof(ebb_stats_t, floor_slab_bytes), sizeof floor_slab);
+    if (floor_slab < PAGE) fail("version 3: no floor", floor_slab, PAGE);
+    for (unsigned i = EBB_STATS_V3_SIZE; i < sizeof buf; ++i)
+      if (buf[i] != 0xAB) fail("written past the version-3 struct at byte", i, buf[i]);
+    free(q);
+  }
   /* This header's callers get the current version, floor included. */
+  CHECK_EQ(stats().version, 4, "this header: version 4");
   void* p = xmalloc(100);
   const ebb_stats_t s = stats();
   if (s.floor_slab_bytes < PAGE) fail("current version: no floor", s.floor_slab_bytes, PAGE);
