@@ -128,9 +128,11 @@ void publish() {
   const uint64_t now = os::now_ms();
   refresh_floor(now);
   collect_stats(&s, false);
-  constexpr size_t kFloorAt = offsetof(ebb_stats_t, floor_bytes);
+  // The floor's fields (floor_bytes .. pinned_class_bytes) from the last
+  // walk; the rest is this snapshot's.
+  constexpr size_t kFloorAt = offsetof(ebb_stats_t, floor_bytes), kFloorEnd = offsetof(ebb_stats_t, curve_keep_bytes);
   memcpy(reinterpret_cast<char*>(&s) + kFloorAt, reinterpret_cast<const char*>(&g_floor) + kFloorAt,
-         sizeof(s) - kFloorAt);
+         kFloorEnd - kFloorAt);
   const uint64_t seq = __atomic_load_n(&f->seq, __ATOMIC_RELAXED);
   __atomic_store_n(&f->seq, seq + 1, __ATOMIC_RELAXED);
   __atomic_thread_fence(__ATOMIC_RELEASE);

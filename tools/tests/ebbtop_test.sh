@@ -341,6 +341,23 @@ reporter_off)
   stop
   ok "snapshots keep coming with EBBMALLOC_REPORTER=0"
   ;;
+limit)
+  # A memory limit (EBBMALLOC_LIMIT_MB): the view and the JSON show it, its
+  # source and the usage; without one the view says none.
+  start : "${opt_in[@]}" EBBMALLOC_LIMIT_MB=512
+  cmd "alloc 8"
+  poll_json "s['publishes'] >= 2 and s['limit_bytes'] == 512*$mib and s['limit_source'] == 'option' and s['limit_usage_bytes'] > 8*$mib and s['limit_headroom_bytes'] == s['limit_bytes'] - s['limit_usage_bytes'] and s['pressure_mark_bytes'] == 512*$mib*9//10"
+  top --once "$wpid"
+  grep -q "memory limit    512.0 MiB, option" "$tmp/out" || fail "the view does not show the limit"
+  grep -q "pressure at 460.[0-9] MiB" "$tmp/out" || fail "the view does not show the pressure mark"
+  stop
+  start : "${opt_in[@]}" EBBMALLOC_LIMIT_MB=0
+  poll_json "s['publishes'] >= 1"
+  top --once "$wpid"
+  grep -q "memory limit    none" "$tmp/out" || fail "the view does not say there is no limit"
+  stop
+  ok "the limit, its source, usage and mark are shown"
+  ;;
 *)
   echo "unknown case $case_name" >&2
   exit 2
