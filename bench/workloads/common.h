@@ -6,7 +6,7 @@
 //
 // Conventions shared by every program:
 //   * flags: --scale F, --threads N, --seed N, --idle-ms N, --tail-idle-ms N,
-//     --help (see parse_args()).  Unknown flags: usage on stderr, exit 2.
+//     --limit-mb N, --report-live, --help (see parse_args()).  Unknown flags: usage on stderr, exit 2.
 //   * every object gets a pattern derived from (id, key) written over all of
 //     its bytes, and the pattern is checked before the object is freed.  A
 //     mismatch, a NULL return or a misaligned pointer ends the process with
@@ -166,6 +166,8 @@ struct Options {
   uint64_t seed = 1;            // PRNG seed; the checksum depends on it
   uint64_t idle_ms = 4000;      // phase: main idle period (others ignore it)
   uint64_t tail_idle_ms = 1500; // phase: final idle period (others ignore it)
+  uint64_t limit_mb = 256;      // pressure: the limit L in MiB, times scale (others ignore it)
+  bool report_live = false;     // pressure: its live peak on stderr (others ignore it)
 };
 
 inline void usage(FILE* out, const char* description) {
@@ -179,6 +181,9 @@ inline void usage(FILE* out, const char* description) {
           "  --seed N           PRNG seed (default 1)\n"
           "  --idle-ms N        idle period in ms (default 4000; only 'phase' idles)\n"
           "  --tail-idle-ms N   final idle period in ms (default 1500; only 'phase' idles)\n"
+          "  --limit-mb N       memory limit L in MiB, times --scale (default 256; only\n"
+          "                     'pressure' has one)\n"
+          "  --report-live      print the live peak on stderr (only 'pressure')\n"
           "  --help             show this help\n"
           "Prints 'verify %s checksum=<hex> OK' on success, or\n"
           "'verify %s FAILED: <reason>' and exits 1 if any check fails.\n",
@@ -265,6 +270,12 @@ inline Options parse_args(int argc, char** argv, const char* name, const char* d
       const char* v = need_value();
       if (!parse_u64(v, o.tail_idle_ms))
         bad_usage(description, "--tail-idle-ms needs an unsigned integer, got", v);
+    } else if (strcmp(flag, "--limit-mb") == 0) {
+      const char* v = need_value();
+      if (!parse_u64(v, o.limit_mb) || o.limit_mb < 1 || o.limit_mb > (1u << 20))
+        bad_usage(description, "--limit-mb needs an integer in [1, 1048576], got", v);
+    } else if (strcmp(flag, "--report-live") == 0 && !value) {
+      o.report_live = true;
     } else {
       bad_usage(description, "unknown option", arg);
     }

@@ -33,7 +33,9 @@
 #include <unistd.h>
 
 #include "compare_floor.h"
+#include "compare_pressure.h"
 #include "measure.h"
+#include "rss_limit.h"
 #include "svg_plot.h"
 
 #ifndef EBB_WORKLOAD_DIR
@@ -61,7 +63,7 @@ constexpr const char* kUsage =
     "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
     "workloads:  phase, churn, fragment, server, bigalloc, largeblock, phasechange,\n"
     "            threadchurn, tinyshort, tinymixed, tinythreads, xmalloc, rptest,\n"
-    "            alloctest (default: all)\n"
+    "            alloctest, pressure (default: all)\n"
     "--quick: tiny sizes and short idles (a smoke test, not a measurement)\n";
 
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -76,6 +78,10 @@ struct Workload {
   int idle_ms = 0;  // phase only
   int tail_idle_ms = 0;
   int threads = 0;  // passed as --threads when set
+  // A memory limit L in MiB at scale 1 (pressure): the command gets
+  // --limit-mb L x scale instead of --scale, and ebbmalloc EBBMALLOC_LIMIT_MB
+  // (compare_pressure.h).
+  uint64_t limit_mb = 0;
 };
 
 const std::vector<Workload> kWorkloads = {
@@ -95,6 +101,8 @@ const std::vector<Workload> kWorkloads = {
     {"xmalloc", 0.5},
     {"rptest", 0.25},
     {"alloctest", 0.25, 0, 0, 1},
+    // Issue 15: live memory below a limit L (128 MiB here), RSS against it.
+    {"pressure", 0.5, 0, 0, 0, 256},
 };
 
 struct Config {
@@ -260,9 +268,18 @@ std::string shown(const std::string& path) {
   return !root.empty() && path.rfind(root, 0) == 0 ? path.substr(root.size()) : path;
 }
 
+// The workload's limit L in MiB for this configuration (0: it has none).
+uint64_t workload_limit_mib(const Workload& w, const Config& c) {
+  return w.limit_mb ? ebb::compare::scaled_limit_mib(w.limit_mb, w.scale * c.scale) : 0;
+}
+
 // The workload's command line for this configuration.
 std::vector<std::string> workload_cmd(const Workload& w, const Config& c) {
   std::string dir = env_or("EBB_COMPARE_WORKLOAD_DIR", EBB_WORKLOAD_DIR);
+  // A workload with a limit is scaled through it: L is then in the command
+  // as the same number ebbmalloc is given.
+  if (w.limit_mb)
+    return {dir + "/" + w.name, "--limit-mb", std::to_string(workload_limit_mib(w, c))};
   std::vector<std::string> cmd = {dir + "/" + w.name, "--scale", fmtd("%g", w.scale * c.scale)};
   if (w.threads) cmd.insert(cmd.end(), {"--threads", std::to_string(w.threads)});
   if (w.name == "phase") {
@@ -298,6 +315,7 @@ struct Cell {  // one workload under one allocator
 struct WorkloadResults {
   const Workload* w;
   std::vector<std::string> cmd;
+  uint64_t limit_mib = 0;  // the workload's limit L (0: none)
   std::vector<Cell> cells;  // in the order of the allocator list
 
   const Cell* cell(const std::string& alloc) const {
@@ -920,8 +938,9 @@ int main(int argc, char** argv) {
   // then run 2, ... so drift of the machine hits all alike.
   std::vector<WorkloadResults> results;
   for (const auto& name : c.workloads) {
-    WorkloadResults wr{find_workload(name), {}, {}};
+    WorkloadResults wr{find_workload(name), {}, 0, {}};
     wr.cmd = workload_cmd(*wr.w, c);
+    wr.limit_mib = workload_limit_mib(*wr.w, c);
     for (const auto* a : run_allocs) wr.cells.push_back({{a, {}}, {}});
     results.push_back(std::move(wr));
   }
@@ -937,6 +956,7 @@ int main(int argc, char** argv) {
         o.timeout_s = c.timeout_s;
         // ebbmalloc's statistics at exit give its madvise count.
         if (a.preload == m::ebb_library_path()) o.env.push_back({"EBBMALLOC_STATS", "json"});
+        if (wr.limit_mib && m::reads_limit_option(a)) o.env.push_back(m::limit_option(wr.limit_mib));
         m::RunResult r = m::run_under(a, wr.cmd, o);
         fprintf(stderr, "compare: [%zu/%zu] %-9s %-14s %6.2f s  %s\n", ++done, total,
                 wr.w->name.c_str(), a.name.c_str(), r.wall_s, r.ok ? "" : r.status.c_str());
@@ -953,7 +973,10 @@ int main(int argc, char** argv) {
   if (const m::Allocator* ebb = m::find_allocator(known, "ebb");
       c.floor && std::find(allocs.begin(), allocs.end(), ebb) != allocs.end()) {
     for (const auto& wr : results) {
-      floors.push_back(ebb::compare::floor_run(*ebb, wr.w->name, wr.cmd, c.interval_ms, 100, c.timeout_s));
+      // Under the same limit as the measured runs.
+      m::Allocator told = *ebb;
+      if (wr.limit_mib) told.env.push_back(m::limit_option(wr.limit_mib));
+      floors.push_back(ebb::compare::floor_run(told, wr.w->name, wr.cmd, c.interval_ms, 100, c.timeout_s));
       fprintf(stderr, "compare: floor run %-12s %6.2f s  %s\n", wr.w->name.c_str(), floors.back().run.wall_s,
               floors.back().error.c_str());
     }
@@ -1012,6 +1035,20 @@ int main(int argc, char** argv) {
            "named (measured in this run); the last column says whether it is met and by how "
            "much (ratio, or MiB over the peer).\n\n";
     out += shapes + "\n";
+  }
+  for (const auto& wr : results) {
+    if (!wr.limit_mib) continue;
+    std::vector<ebb::compare::PressureCell> cells;
+    for (const auto& cell : wr.cells) cells.push_back({&cell.runs, failure(cell.runs)});
+    const ebb::compare::PressureRows pr = ebb::compare::pressure_rows(cells, wr.limit_mib);
+    out += "### " + wr.w->name + ": RSS against the limit L = " + std::to_string(wr.limit_mib) +
+           " MiB (issue 15)\n\n"
+           "The workload's live memory is at most 0.8 L at every moment (bench/workloads/" +
+           wr.w->name +
+           ".cpp). ebbmalloc's runs are told L (EBBMALLOC_LIMIT_MB); the other allocators have no "
+           "such option. Median over the runs: peak RSS of the process, peak ÷ L, and the seconds "
+           "the sampled RSS was above L (each sample counted until the next one).\n\n";
+    out += Table{pr.head, pr.rows}.render() + "\n";
   }
   if (!floors.empty()) {
     const ebb::compare::FloorRows fr = ebb::compare::floor_rows(floors);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "measure.h"
+#include "rss_limit.h"
 #include "svg_plot.h"
 
 namespace m = ebb::measure;
@@ -38,9 +39,11 @@ namespace {
 constexpr const char* kUsage =
     "usage: ebbrun [--alloc A,B,...] [--runs N] [--interval MS] [--plot FILE.svg]\n"
     "              [--csv FILE] [--env ALLOC:VAR=VALUE] [--quiet[=FILE]] [--install]\n"
-    "              [--timeout S] -- CMD [ARGS...]\n"
+    "              [--timeout S] [--limit-mb L] -- CMD [ARGS...]\n"
     "       ebbrun demo [same options, no command]\n"
-    "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n";
+    "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
+    "--limit-mb L: EBBMALLOC_LIMIT_MB=L for the ebb runs, and the columns 'over L s'\n"
+    "              (seconds the RSS was above L MiB) and 'peak/L'\n";
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
@@ -54,6 +57,9 @@ struct Config {
   int runs = 1;
   int interval_ms = 50;
   double timeout_s = 0;
+  // --limit-mb: a memory limit L in MiB (0: none) told to ebbmalloc and
+  // measured against for every allocator (rss_limit.h).
+  long limit_mb = 0;
   std::string plot, csv;
   std::vector<std::pair<std::string, m::EnvVar>> env;  // (allocator or "all", var)
   bool quiet = false;
@@ -128,6 +134,8 @@ Config parse_args(int argc, char** argv, const std::vector<m::Allocator>& known)
       c.interval_ms = parse_int("--interval", need_value(), 1, 60000);
     } else if (name == "--timeout") {
       c.timeout_s = parse_seconds("--timeout", need_value());
+    } else if (name == "--limit-mb") {
+      c.limit_mb = parse_int("--limit-mb", need_value(), 1, 1 << 20);
     } else if (name == "--plot") {
       c.plot = need_value();
       if (c.plot.empty()) usage_error("--plot needs a file name");
@@ -179,13 +187,19 @@ void check_writable(const std::string& opt, const std::string& path) {
   if (!err.empty()) usage_error(opt + ": " + err);
 }
 
-void print_table(const std::vector<AllocRuns>& all) {
+void print_table(const std::vector<AllocRuns>& all, const Config& c) {
   const AllocRuns* glibc = nullptr;
   for (const auto& a : all)
     if (a.alloc->name == "glibc" && a.any_started()) glibc = &a;
 
   std::vector<std::string> head = {"allocator", "time s", "peak MiB", "final MiB",
-                                   "mean MiB",  "MiB·s",  "minflt",   "status"};
+                                   "mean MiB",  "MiB·s",  "minflt"};
+  const uint64_t limit = m::limit_bytes(static_cast<uint64_t>(c.limit_mb));
+  if (limit) {
+    auto h = m::limit_heads();
+    head.insert(head.end(), h.begin(), h.end());
+  }
+  head.push_back("status");
   if (glibc) {
     head.push_back("time/glibc");
     head.push_back("mean/glibc");
@@ -202,6 +216,10 @@ void print_table(const std::vector<AllocRuns>& all) {
       row.push_back(fmtd("%.0f", a.faults()));
     } else {
       for (int k = 0; k < 6; ++k) row.push_back("-");
+    }
+    if (limit) {
+      auto cells = m::limit_cells(a, limit);
+      row.insert(row.end(), cells.begin(), cells.end());
     }
     row.push_back(a.status());
     if (glibc) {
@@ -421,6 +439,9 @@ int main(int argc, char** argv) {
       // The demo keeps the workload's output to check its verify line and
       // read its phase markers; it is shown only when a run fails.
       o.capture_output = c.demo;
+      // The limit first, so that an --env of the same variable wins.
+      if (c.limit_mb && m::reads_limit_option(*a.alloc))
+        o.env.push_back(m::limit_option(static_cast<uint64_t>(c.limit_mb)));
       for (const auto& [who, var] : c.env)
         if (who == "all" || who == a.alloc->name) o.env.push_back(var);
       ++done;
@@ -442,7 +463,12 @@ int main(int argc, char** argv) {
   printf("%d run%s per allocator%s, RSS of the whole process tree sampled every %d ms\n\n",
          c.runs, c.runs > 1 ? "s" : "", c.runs > 1 ? " (interleaved; medians shown)" : "",
          c.interval_ms);
-  print_table(all);
+  if (c.limit_mb)
+    printf(
+        "Limit L = %ld MiB, given to ebbmalloc's runs as EBBMALLOC_LIMIT_MB=%ld (the other\n"
+        "allocators have no such option); over L s: seconds the sampled RSS was above L\n\n",
+        c.limit_mb, c.limit_mb);
+  print_table(all, c);
 
   bool files_ok = true;
   if (!c.csv.empty()) files_ok &= write_csv(c.csv, all);

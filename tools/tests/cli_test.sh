@@ -2,7 +2,8 @@
 # End-to-end tests of the ebbrun CLI. One case per invocation:
 #   cli_test.sh CASE EBBRUN_BIN SHAPE_BIN DUMMY_SO
 # Every case uses --alloc glibc (or a fake allocator) so it doesn't depend on
-# mimalloc/jemalloc/tcmalloc being installed.
+# mimalloc/jemalloc/tcmalloc being installed. The pressure case runs the real
+# ebbmalloc and workload, named by $EBBRUN_EBB_LIB and $PRESSURE_BIN.
 set -u
 case_name=$1 ebbrun=$2 shape=$3 dummy_so=$4
 tool=$ebbrun
@@ -70,6 +71,8 @@ options)
   run --env nosuch:FOO=1 -- true;           expect_usage_error "unknown allocator 'nosuch'"
   run --env glibc:1BAD=1 -- true;           expect_usage_error "bad variable name"
   run --timeout never -- true;              expect_usage_error "--timeout"
+  run --limit-mb 0 -- true;                 expect_usage_error "--limit-mb"
+  run --limit-mb 1.5 -- true;               expect_usage_error "--limit-mb"
   run demo -- true;                         expect_usage_error "takes no command"
   run --help;                               expect_rc 0; expect_out "usage: ebbrun"
   ;;
@@ -134,6 +137,49 @@ env)
                 "$dummy_so.theirs||everyone" "$dummy_so:$dummy_so.theirs|only-ebb|everyone" >want.log
   diff want.log order.log >&2 || fail "environment or run order wrong"
   expect_out "time/glibc"
+  ;;
+limit)
+  # --limit-mb: EBBMALLOC_LIMIT_MB reaches the ebb runs only (an --env of the
+  # same variable wins), and the table gets the columns of RSS against L: the
+  # helper holds ~200 MiB for a while, so with L = 100 MiB it is above L for
+  # some time and its peak is about twice L.
+  export EBBRUN_EBB_LIB=$dummy_so
+  run --alloc glibc,ebb --limit-mb 100 -- sh -c 'echo "${EBBMALLOC_LIMIT_MB:-unset}" >> limit.log'
+  expect_rc 0
+  printf '%s\n' unset 100 >want.log
+  diff want.log limit.log >&2 || fail "EBBMALLOC_LIMIT_MB should be 100 for ebb only"
+  rm limit.log
+  run --alloc ebb --limit-mb 100 --env ebb:EBBMALLOC_LIMIT_MB=7 -- sh -c 'echo "$EBBMALLOC_LIMIT_MB" >> limit.log'
+  [ "$(cat limit.log)" = 7 ] || fail "--env should override --limit-mb's variable"
+  run --alloc glibc --limit-mb 100 --interval 20 --quiet -- "$shape"
+  expect_rc 0
+  expect_out "Limit L = 100 MiB"
+  head=$(grep '^allocator' out)
+  grep -q 'over L s  *peak/L' <<<"$head" || fail "no 'over L s' and 'peak/L' columns"
+  # The two cells before the status (0) and the two ratios to glibc.
+  status_of glibc | awk '{ over = $(NF-4); ratio = $(NF-3)
+                           printf "over L s=%s peak/L=%s\n", over, ratio
+                           exit !(over > 0.1 && ratio > 1.5 && ratio < 2.5) }' \
+    || fail "glibc's over L s / peak/L are not those of a 200 MiB peak against 100 MiB"
+  # Without the option the columns are not there.
+  run --alloc glibc -- true
+  ! grep -q 'over L s' out || fail "'over L s' column without --limit-mb"
+  ;;
+pressure)
+  # The pressure workload's smoke run prints its verify line under glibc and
+  # under the preloaded ebbmalloc (the same checksum), its live peak stays
+  # within the bound it reports, and ebbrun shows RSS against L.
+  run --alloc glibc,ebb --limit-mb 16 -- "$PRESSURE_BIN" --scale 0.05 --report-live
+  expect_rc 0
+  [ "$(grep -c '^verify pressure checksum=[0-9a-f]* OK$' out)" = 2 ] || fail "expected two verify lines"
+  [ "$(grep '^verify pressure' out | sort -u | wc -l)" = 1 ] || fail "the checksums differ"
+  grep '\[pressure\].* live peak=' err | awk '{ for (i = 1; i <= NF; i++) if (split($i, kv, "=") == 2) v[kv[1]] = kv[2]
+      if (!(v["peak"] + 0 > 0 && v["peak"] + 0 <= v["bound"] + 0 && v["bound"] + 0 < v["limit"] + 0)) bad = 1; n++ }
+      END { exit !(n == 2 && !bad) }' || fail "live peak above the bound, or no --report-live line"
+  grep -q 'over L s  *peak/L' out || fail "no limit columns"
+  for a in glibc ebb; do
+    status_of "$a" | grep -q ' 0 ' || fail "$a did not run the workload"
+  done
   ;;
 demo)
   # A fake phase workload: the demo must run it, write ebbrun-demo.svg and

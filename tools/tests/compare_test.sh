@@ -21,15 +21,22 @@ quick)
   expect_rc 0
   for h in "### Geometric mean" "### phase" "### churn" "### fragment" "### server" \
            "### bigalloc" "how fast freed memory" "reporter on vs off" "### Micro benchmarks" \
-           "### Memory shapes" "RSS against the resident floor"; do
+           "### Memory shapes" "RSS against the resident floor" "### pressure" \
+           "### pressure: RSS against the limit L = 16 MiB"; do
     expect_out "$h"
   done
   for w in phase churn fragment server bigalloc largeblock phasechange threadchurn tinyshort \
-           tinymixed tinythreads; do
+           tinymixed tinythreads pressure; do
     for a in glibc ebb; do
       row "### $w" "$a" | grep -q '| *ok |$' || fail "$w under $a is not ok"
     done
   done
+  # The pressure table: every allocator measured against L, ebbmalloc told it.
+  for a in glibc ebb ebb-noreporter; do
+    row "### pressure: RSS against" "$a" | grep -q '| *ok |$' || fail "no pressure row for $a"
+  done
+  row "### pressure: RSS against" glibc | grep -q '^| glibc *| *- |' || fail "glibc should not be told L"
+  row "### pressure: RSS against" ebb | grep -q 'EBBMALLOC_LIMIT_MB=16' || fail "ebb should be told L"
   row "### Micro" BM_MallocFree/64 | grep -q '[0-9]' || fail "no micro result"
   # The floor run of phase (long enough for several snapshots) has figures.
   awk 'index($0, "### ebbmalloc: RSS against the resident floor") == 1 { on = 1 } on && $2 == "phase" { print; exit }' out |

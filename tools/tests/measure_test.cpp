@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "measure.h"
+#include "rss_limit.h"
 #include "svg_plot.h"
 
 namespace m = ebb::measure;
@@ -219,6 +220,34 @@ TEST(Summary, KernelMaxRssRaisesThePeak) {
   m::summarize(r);
   EXPECT_EQ(r.peak, 5000u);
   EXPECT_DOUBLE_EQ(r.mean_rss, 100);
+}
+
+TEST(Limit, SecondsOverAndPeakPerLimit) {
+  m::RunResult r;
+  r.started = r.ok = true;
+  // Above 250 from t = 1 to 2 and from t = 3 to the exit at 4.5; a sample
+  // equal to the limit is not above it.
+  r.samples = {{0.0, 100}, {1.0, 300}, {2.0, 250}, {3.0, 400}};
+  r.wall_s = 4.5;
+  m::summarize(r);
+  EXPECT_DOUBLE_EQ(m::seconds_over(r, 250), 2.5);
+  EXPECT_DOUBLE_EQ(m::seconds_over(r, 400), 0);
+  const auto known = m::known_allocators();
+  m::AllocRuns a{m::find_allocator(known, "glibc"), {r}};
+  EXPECT_DOUBLE_EQ(m::median_seconds_over(a, 250), 2.5);
+  EXPECT_DOUBLE_EQ(m::peak_per_limit(a, 200), 2.0);
+  EXPECT_EQ(m::limit_cells(a, 200), (std::vector<std::string>{"3.50", "2.00"}));
+  m::AllocRuns none{a.alloc, {}};
+  EXPECT_EQ(m::limit_cells(none, 200), (std::vector<std::string>{"-", "-"}));
+}
+
+TEST(Limit, OnlyEbbmallocReadsTheOption) {
+  for (const auto& a : m::known_allocators())
+    EXPECT_EQ(m::reads_limit_option(a), a.name == "ebb" || a.name == "ebb-baseline") << a.name;
+  m::Allocator variant{"ebb-noreporter", "", {}, ""};
+  EXPECT_TRUE(m::reads_limit_option(variant));
+  EXPECT_EQ(m::limit_option(256).name, "EBBMALLOC_LIMIT_MB");
+  EXPECT_EQ(m::limit_option(256).value, "256");
 }
 
 TEST(Tree, SeesGrandchildren) {
