@@ -85,6 +85,12 @@ class PageHeap {
   // Without the heap lock: memory outside the heap (huge mappings) about to
   // be faulted in (takes the heap lock when there is a limit) or unmapped.
   void headroom_map(uint64_t bytes);
+  // Without the heap lock: pages of slabs given back earlier are handed out
+  // again (the slab faults them in): counted, not checked (the next slow
+  // path's relief is, front/pressure_relief.h).
+  void headroom_refault(uint64_t bytes) {
+    if (headroom_.mark.load(std::memory_order_relaxed)) headroom_.estimate.fetch_add(bytes, std::memory_order_relaxed);
+  }
   void headroom_unmap(uint64_t bytes) {
     if (!headroom_.mark.load(std::memory_order_relaxed)) return;
     const uint64_t e = headroom_.estimate.load(std::memory_order_relaxed);

@@ -209,6 +209,7 @@ void unreport(CentralBin& bin, Slab* s, uint64_t pages) {
   const uint64_t n = static_cast<uint64_t>(__builtin_popcountll(pages));
   bin.reported_pages -= n;
   bin.refaulted_pages += n;
+  g.heap.headroom_refault(n << kPageShift);
 }
 
 // A chain of objects being built for a thread cache: `first`, and the last

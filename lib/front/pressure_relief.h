@@ -12,10 +12,10 @@
 // heap's estimate is at the mark, every free page of every slab goes back
 // (as in the reporter's pressure pass), in this thread.
 //
-// One thread at a time; a relief that found less than the reporter's mark
-// to give back makes the next wait twice as long (1 ms up to DELAY_MS), so
-// usage over the mark that is the program's own costs a walk over the bins
-// now and then, not at every refill.
+// One thread at a time, at most once per millisecond. A relief walks only
+// the slabs freed into since the last walk (the bins' dirty lists), so usage
+// over the mark that is the program's own costs a walk over what it frees,
+// not over the heap.
 #pragma once
 #include "common/config.h"
 #include "front/globals.h"

@@ -143,9 +143,15 @@ void Reporter::run() {
     } else if (s == kRequested) {
       // Let a burst of frees build up before the first pass; not at a
       // memory limit's mark (the heap's estimate says so, or the usage read
-      // now: the estimate does not see frees, nor other processes).
-      const uint64_t mark = pressure_.mark_bytes();
-      if (!pressure_.urgent() && !(mark && pressure_.sample(now) >= mark)) pause_ms(opts_->delay_ms);
+      // now: the estimate does not see frees, nor other processes), which is
+      // looked at every 10 ms meanwhile: the program may reach it while the
+      // reporter waits (and a request then has nothing to change).
+      if (!pressure_.mark_bytes()) {
+        pause_ms(opts_->delay_ms);
+      } else {
+        for (const uint64_t until = now + opts_->delay_ms; !pressed(now) && now < until; now = os::now_ms())
+          pause_ms(until - now < 10 ? until - now : 10);
+      }
       if (!state_.compare_exchange_strong(s, kActive)) continue;
     }
     stats_.wakeups.fetch_add(1, std::memory_order_relaxed);
@@ -229,6 +235,11 @@ void Reporter::discount_since(uint64_t in_use_before) {
   if (now < in_use_before) curve_.discount(in_use_before - now);
 }
 
+bool Reporter::pressed(uint64_t now) {
+  const uint64_t mark = pressure_.mark_bytes();
+  return mark && (pressure_.urgent() || pressure_.sample(now) >= mark);
+}
+
 uint64_t Reporter::pressure_pass(uint64_t* released) {
   pressure_.count_pass();
   const uint64_t in_use = in_use_pages();
@@ -236,6 +247,13 @@ uint64_t Reporter::pressure_pass(uint64_t* released) {
   discount_since(in_use);
   pass(kNever, 0, 0, released);
   pressure_.note_released(*released);
+  {
+    // Wake again when the mark is freed anew (the mark a curve pass set was
+    // above what it kept warm, all of which is back now).
+    LockGuard g(heap_->lock());
+    Buddy& b = heap_->buddy();
+    b.set_mark_pages(b.warm_reportable_pages() + (mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1));
+  }
   // Usage that stays over the mark while nothing is free (the program's own
   // memory, or the cgroup's other processes') is not helped by draining the
   // caches every DELAY_MS: a pass that found less than the mark waits twice

@@ -180,6 +180,8 @@ class Reporter {
   // A pass of the return curve (return_curve.h), keeping at most `headroom`
   // pages warm (a memory limit's); returns the next deadline.
   uint64_t curve_pass(uint64_t headroom, uint64_t* released);
+  // A memory limit's mark is reached (the heap's estimate, or the usage now).
+  bool pressed(uint64_t now);
   // At or over a memory limit's mark: every cache drained, every free page
   // back; returns when to look again.
   uint64_t pressure_pass(uint64_t* released);
