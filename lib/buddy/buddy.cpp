@@ -332,6 +332,19 @@ bool Buddy::isolate_coldest(uint64_t newest, uint32_t* idx) {
   return true;
 }
 
+bool Buddy::isolate_largest(uint32_t* idx) {
+  for (unsigned o = kNumOrders; o-- > report_order_;) {
+    const uint32_t i = cold_end(o);
+    if (i == kNil) continue;
+    list_del(i, o);
+    d(i).kind = PageKind::kIsolated;
+    c_.isolated_pages += pages(o);
+    *idx = i;
+    return true;
+  }
+  return false;
+}
+
 void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {
   PageDesc& h = d(idx);
   EBB_ASSERT(h.kind == PageKind::kIsolated);

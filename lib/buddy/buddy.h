@@ -78,6 +78,9 @@ class Buddy {
   // Takes the coldest warm block of reportable order stamped at or before
   // `newest` off its list (isolated, as isolate_cold does); false if none.
   bool isolate_coldest(uint64_t newest, uint32_t* idx);
+  // Takes the coldest warm block of the highest order that has one off its
+  // list (isolated): under pressure the most memory per madvise call.
+  bool isolate_largest(uint32_t* idx);
   // Warm free memory at or above this many pages calls `notify` (the
   // reporter raises it after a pass to what it kept plus the mark).
   void set_mark_pages(uint64_t pages) { mark_pages_ = pages ? pages : 1; }

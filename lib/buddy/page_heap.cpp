@@ -100,7 +100,8 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
   return true;
 }
 
-uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max_blocks, uint64_t now) {
+uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max_blocks, uint64_t now,
+                                  bool largest) {
   // A large request keeps a cushion of an eighth of what is in use warm (the
   // next requests take it without faults) and gives back the rest, up to
   // what it faults in, whatever its age: otherwise a program whose freed
@@ -111,7 +112,9 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max
   if (pages > warm - cushion) pages = warm - cushion;
   uint64_t given = 0;
   uint32_t i;
-  for (unsigned n = 0; given < (pages << kPageShift) && n < max_blocks && buddy_.isolate_coldest(now, &i); ++n) {
+  for (unsigned n = 0; given < (pages << kPageShift) && n < max_blocks &&
+                      (largest ? buddy_.isolate_largest(&i) : buddy_.isolate_coldest(now, &i));
+       ++n) {
     const bool ok = advise_block(i, &given, &give_back_calls_);
     buddy_.putback(i, ok, now);
     if (!ok) break;
@@ -146,7 +149,10 @@ void PageHeap::check_headroom(uint64_t pages, uint64_t now) {
     // from here (thread caches, free pages of slabs).
     if (headroom_.urge) headroom_.urge();
   }
-  const uint64_t given = give_back_warm((est - mark + kPageSize - 1) >> kPageShift, 0, 1024, now);
+  // Largest blocks first: what goes back is what the usage is over by, in
+  // as few calls as possible (a mass of 64 KiB blocks, coldest first, cost
+  // the pressure workload 25k madvise calls per run).
+  const uint64_t given = give_back_warm((est - mark + kPageSize - 1) >> kPageShift, 0, 1024, now, true);
   if (!given) return;
   headroom_.estimate.store(est > given ? est - given : 0, std::memory_order_relaxed);
   ++pressure_give_backs_;

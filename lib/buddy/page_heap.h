@@ -117,8 +117,10 @@ class PageHeap {
   // memory while warm free memory sits in blocks it could not use: give as
   // much of that back first (coldest first, madvised with the heap lock
   // held), so the process does not grow. Returns the bytes given back.
-  // `cushion` pages of warm memory stay warm; at most `max_blocks` blocks go.
-  uint64_t give_back_warm(uint64_t pages, uint64_t cushion, unsigned max_blocks, uint64_t now);
+  // `cushion` pages of warm memory stay warm; at most `max_blocks` blocks go,
+  // coldest first, or, `largest`, the highest orders first (under pressure:
+  // the most memory per madvise call).
+  uint64_t give_back_warm(uint64_t pages, uint64_t cushion, unsigned max_blocks, uint64_t now, bool largest = false);
   Mutex lock_;
   HeapRegion region_;
   uint32_t frontier_ = 0;  // mirror of region_.frontier() read by the buddy
