@@ -34,6 +34,7 @@
 #include "api/live_stats.h"
 #include "front/globals.h"
 #include "front/large.h"
+#include "front/pressure_relief.h"
 #include "front/thread_cache.h"
 
 // glibc's stdio list lock (exported by libc; weak so that a static link
@@ -78,6 +79,7 @@ void reset_all() {
   for (unsigned c = 1; c <= kNumClasses; ++c) g.bins[c].lock.reset_after_fork();
   g.reporter.batch_lock().reset_after_fork();
   thread_cache_postfork_child();
+  pressure_relief_postfork_child();
 }
 
 void prefork() {

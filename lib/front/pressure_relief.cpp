@@ -25,4 +25,6 @@ void relieve_pressure() {
   g_busy.store(false, std::memory_order_release);
 }
 
+void pressure_relief_postfork_child() { g_busy.store(false, std::memory_order_relaxed); }
+
 }  // namespace ebb

@@ -23,6 +23,9 @@
 namespace ebb {
 
 void relieve_pressure();
+// In a fork child whose other threads are gone: one of them may have been
+// giving relief (between two rounds: the fork holds the batch lock).
+void pressure_relief_postfork_child();
 inline void maybe_relieve_pressure() {
   if (EBB_UNLIKELY(g.heap.pressure_urgent())) relieve_pressure();
 }
