@@ -67,8 +67,11 @@ cg_kind=""
 make_cgroup() {
   [ "$(id -u)" = 0 ] || { echo "skip cgroup: not root"; return 1; }
   local v2 v1
-  v2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
-  v1=$(awk '$9 == "cgroup" && $NF ~ /(^|,)memory(,|$)/ {print $5; exit}' /proc/self/mountinfo)
+  # mountinfo: the file system type is the field after the lone "-" (the
+  # optional fields before it vary in number).
+  local fs='{t = ""; for (i = 7; i <= NF; i++) if ($i == "-") {t = $(i + 1); break}}'
+  v2=$(awk "$fs"' t == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+  v1=$(awk "$fs"' t == "cgroup" && $NF ~ /(^|,)memory(,|$)/ {print $5; exit}' /proc/self/mountinfo)
   # v1 memory wins where it is mounted (the memory controller is there).
   if [ -n "$v1" ] && [ -w "$v1" ]; then
     cg="$v1/ebbmalloc-test-$$"
