@@ -93,8 +93,9 @@ __attribute__((constructor(101))) static void ebb_constructor() {
     if (fd >= 0) g_stats_fd = fd;
   }
   fork_handlers_install();
-  // The memory limit (a cgroup's or EBBMALLOC_LIMIT_MB): here, not at the
-  // first malloc, which can come from the dynamic loader.
+  // The memory limit: EBBMALLOC_LIMIT_MB, or where to look up the cgroup's
+  // later (report/pressure.h). Here, not at the first malloc, which can come
+  // from the dynamic loader.
   g.reporter.pressure().init(&g.opts, &g.heap);
   live_stats_start();
   g.reporter.allow_thread_start();

@@ -34,6 +34,10 @@ bool PageHeap::grow_for(unsigned order, uint64_t now) {
   frontier_ = region_.frontier();
   buddy_.add_fresh(old, static_cast<uint32_t>(end) - old, now);
   in_use_hint_.store(in_use_pages(), std::memory_order_relaxed);
+  if (headroom_.discover && !discover_called_ && (uint64_t{frontier_} << kPageShift) >= Headroom::kDiscoverBytes) {
+    discover_called_ = true;
+    headroom_.discover();
+  }
   // Growing while free pages sit in slabs or fragments: the reporter's next
   // pass gives those back without waiting (ReturnCurve::plan, `growing`).
   if (notify_ && old != 0) notify_();

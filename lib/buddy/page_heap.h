@@ -17,6 +17,10 @@ struct Headroom {
   std::atomic<uint64_t> estimate{0};  // usage at the last sample + what was faulted in since
   uint64_t (*sample)() = nullptr;     // reads the usage now (takes no allocator lock)
   void (*urge)() = nullptr;           // asks the reporter for a pressure pass (heap lock may be held)
+  // Looks the limit up (report/pressure.h), called once, heap lock held,
+  // when the heap first reaches kDiscoverBytes.
+  void (*discover)() = nullptr;
+  static constexpr uint64_t kDiscoverBytes = uint64_t{16} << 20;
 };
 
 struct PageRun {
@@ -132,6 +136,7 @@ class PageHeap {
   uint64_t in_use_peak_ = 0;
   Headroom headroom_;
   uint64_t headroom_sampled_ms_ = 0;  // when check_headroom last read the usage itself
+  bool discover_called_ = false;
   uint64_t pressure_give_backs_ = 0;
   uint64_t pressure_given_back_ = 0;
   std::atomic<uint64_t> in_use_hint_{0};

@@ -6,8 +6,8 @@
 // reporter (report/reporter.cpp), which gives every warm free page back when
 // the usage nears the limit (see "Memory pressure" in docs/DESIGN.md).
 //
-// Discovery (at start-up; then the reporter re-reads the limit files now
-// and then, since a limit can change at run time):
+// Discovery (once, when report/pressure.h says; then the reporter re-reads
+// the limit files now and then, since a limit can change at run time):
 //   - cgroup v1 if /proc/self/cgroup names a `memory` controller whose
 //     hierarchy is mounted (a "cgroup" line of /proc/self/mountinfo with
 //     `memory` in its super options); else cgroup v2 (the "0::" line and a

@@ -3,7 +3,8 @@
 //
 // The limit is EBBMALLOC_LIMIT_MB when set (the usage is then the process's
 // RSS), else its cgroup's (report/mem_limit.h; the usage is the cgroup's,
-// less its inactive file pages). `0` switches limits off. The mark is
+// less its inactive file pages), looked up when the heap first reaches
+// 16 MiB or the reporter first wakes. `0` switches limits off. The mark is
 // EBBMALLOC_PRESSURE_PCT percent of the limit.
 //
 //   - Each reporter pass samples the usage (and re-reads a cgroup's limit at
@@ -43,12 +44,18 @@ struct PressureSnapshot {
 
 class Pressure {
  public:
-  // At start-up (the library constructor): finds the limit and samples the
-  // usage once, so the heap's estimate starts true.
+  // At start-up (the library constructor): takes EBBMALLOC_LIMIT_MB, or
+  // arranges for the cgroup's to be looked up by discover().
   void init(const Options* opts, PageHeap* heap);
+  // Once: finds the cgroup and its limit, and samples the usage so that the
+  // heap's estimate starts true. Called by the heap when it first reaches
+  // 16 MiB (Headroom::discover, heap lock held) or by the reporter thread's
+  // first pass, whichever comes first; a no-op after that or with the option.
+  void discover();
+  bool discovery_pending() const { return pending_.load(std::memory_order_relaxed); }
   bool active() const { return limit_.load(std::memory_order_relaxed) != 0; }
   // A limit, or a memory cgroup whose limit may be set later: sample() each pass.
-  bool watching() const { return watching_; }
+  bool watching() const { return watching_.load(std::memory_order_acquire); }
   uint64_t mark_bytes() const { return heap_ ? heap_->headroom().mark.load(std::memory_order_relaxed) : 0; }
   // Reporter thread: re-reads a cgroup's limit (at most once a second) and
   // returns the usage now (0 if unreadable or without a limit); the heap's
@@ -71,10 +78,12 @@ class Pressure {
 
  private:
   void set_limit(uint64_t limit, LimitSource source);
+  void start_estimate();
 
   const Options* opts_ = nullptr;
   PageHeap* heap_ = nullptr;
-  bool watching_ = false;
+  std::atomic<bool> watching_{false};
+  std::atomic<bool> pending_{false};  // discover() has yet to run
   std::atomic<uint64_t> limit_{0};
   std::atomic<uint32_t> source_{0};
   std::atomic<uint64_t> usage_{0};

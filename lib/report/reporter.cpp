@@ -155,6 +155,7 @@ void Reporter::run() {
       if (!state_.compare_exchange_strong(s, kActive)) continue;
     }
     stats_.wakeups.fetch_add(1, std::memory_order_relaxed);
+    if (pressure_.discovery_pending()) pressure_.discover();
     uint64_t released = 0, next;
     const uint64_t usage = pressure_.watching() ? pressure_.sample(now) : 0, mark = pressure_.mark_bytes();
     if (mark && usage >= mark) {
