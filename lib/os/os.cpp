@@ -274,18 +274,8 @@ uint64_t realtime_ms() {
 }
 
 size_t read_proc_environ(char* buf, size_t size) {
-  ErrnoSaver keep;
-  int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/environ", O_RDONLY | O_CLOEXEC));
-  if (fd < 0) return 0;
-  size_t n = 0;
-  while (n + 1 < size) {
-    ssize_t r = syscall(SYS_read, fd, buf + n, size - 1 - n);
-    if (r <= 0) break;
-    n += static_cast<size_t>(r);
-  }
-  syscall(SYS_close, fd);
-  buf[n] = 0;
-  return n;
+  const long n = read_file("/proc/self/environ", buf, size);
+  return n > 0 ? static_cast<size_t>(n) : 0;
 }
 
 int open_read(const char* path) {
@@ -304,6 +294,7 @@ long read_fd(int fd, void* buf, size_t n) {
 }
 
 long read_file(const char* path, char* buf, size_t cap) {
+  ErrnoSaver keep;
   buf[0] = 0;
   const int fd = open_read(path);
   if (fd < 0) return fd;
@@ -315,7 +306,7 @@ long read_file(const char* path, char* buf, size_t cap) {
     if (r <= 0) break;
     n += static_cast<size_t>(r);
   }
-  close_fd(fd);
+  syscall(SYS_close, fd);  // (raw: read_proc_environ runs before libc is set up)
   if (r < 0) {
     buf[0] = 0;
     return r;
@@ -333,14 +324,8 @@ bool is_directory(const char* path) {
 }
 
 uint64_t process_rss_bytes() {
-  ErrnoSaver keep;
-  int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC));
-  if (fd < 0) return 0;
   char buf[128];
-  const ssize_t r = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-  syscall(SYS_close, fd);
-  if (r <= 0) return 0;
-  buf[r] = 0;
+  if (read_file("/proc/self/statm", buf, sizeof(buf)) <= 0) return 0;
   // "size resident shared ...", in pages.
   const char* p = buf;
   while (*p && *p != ' ') ++p;

@@ -98,7 +98,8 @@ uint64_t realtime_ms();
 // `environ` cannot be used yet; returns bytes read.
 size_t read_proc_environ(char* buf, size_t size);
 
-// Small system files (/proc, cgroup files: report/mem_limit.cpp). These
+// Small system files (/proc, cgroup files: report/mem_limit.cpp, statm,
+// the environment above). These
 // follow symlinks, like any reader of /proc/self; descriptors are O_CLOEXEC.
 // Opens `path` read-only: a file descriptor or -errno.
 int open_read(const char* path);
