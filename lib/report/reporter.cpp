@@ -248,13 +248,6 @@ uint64_t Reporter::pressure_pass(uint64_t* released) {
   discount_since(in_use);
   pass(kNever, 0, 0, released);
   pressure_.note_released(*released);
-  {
-    // Wake again when the mark is freed anew (the mark a curve pass set was
-    // above what it kept warm, all of which is back now).
-    LockGuard g(heap_->lock());
-    Buddy& b = heap_->buddy();
-    b.set_mark_pages(b.warm_reportable_pages() + (mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1));
-  }
   // Usage that stays over the mark while nothing is free (the program's own
   // memory, or the cgroup's other processes') is not helped by draining the
   // caches every DELAY_MS: a pass that found less than the mark waits twice
@@ -281,7 +274,7 @@ uint64_t Reporter::pressure_pass(uint64_t* released) {
 }
 
 uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
-  const uint64_t mark_pages = mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1;
+  const uint64_t mark_pages = this->mark_pages();
   uint64_t now = os::now_ms();
   ReturnPlan plan;
   uint64_t cutoff = 0;  // blocks stamped at or before it go back
@@ -315,10 +308,7 @@ uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
   uint64_t warm;
   {
     LockGuard g(heap_->lock());
-    Buddy& b = heap_->buddy();
-    warm = b.warm_reportable_pages();
-    // Wake again (request_now) when this much more is freed.
-    b.set_mark_pages(warm + mark_pages);
+    warm = heap_->buddy().warm_reportable_pages();
   }
   // While a swing decays the curve is followed closely; the slack of a busy
   // program is looked at now and then; otherwise what is left warm is
@@ -378,12 +368,23 @@ uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_ord
         // (report_all) would be isolated again at once, for ever. End the
         // pass; retry when they are cold again.
         const uint64_t retry = now + (opts_->cold_ms > opts_->delay_ms ? opts_->cold_ms : opts_->delay_ms);
+        rearm_notify();
         return retry < next ? retry : next;
       }
       if (n < batch) break;
     }
   }
+  rearm_notify();
   return next;
+}
+
+void Reporter::rearm_notify() {
+  // Warm memory of reportable order this far beyond what the pass left
+  // wakes the reporter again (request_now): a pass that gave back more than
+  // the last one kept must lower it, or a free never reaches it.
+  LockGuard g(heap_->lock());
+  Buddy& b = heap_->buddy();
+  b.set_mark_pages(b.warm_reportable_pages() + mark_pages());
 }
 
 uint64_t Reporter::report_all() {

@@ -171,8 +171,11 @@ class Reporter {
   void run();
   // One pass: slabs (free pages older than slab_cold_ms), then the buddy
   // lists low to high (warm blocks stamped at or before `cutoff`, 0: none); returns
-  // the slabs' next deadline.
+  // the slabs' next deadline. Re-arms the buddy's notify mark at its end.
   uint64_t pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_order, uint64_t* released);
+  // After a pass: the buddy's notify mark = what is left warm + the mark.
+  void rearm_notify();
+  uint64_t mark_pages() const { return mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1; }
   uint64_t in_use_pages();  // takes the heap lock
   // What the reporter moved out of use since `in_use_before` is not a fall
   // in demand: the return curve's history moves down with it.
