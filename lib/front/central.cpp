@@ -341,49 +341,18 @@ void isolate(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t pages) {
 }
 
 // No lock held (batch lock held: only this round touches iso_pages). Gives
-// the isolated pages of a round's slabs back, done[i] the pages of batch[i]
-// that were. Runs that touch in the heap are given back in one call: the
-// slabs of a class are carved one after another, so the free pages of
-// neighbours that went cold together make one run. The batch is sorted by
-// address for that.
-void advise_batch(Slab** batch, unsigned n, uint64_t* done, uint64_t* released) {
-  for (unsigned i = 1; i < n; ++i)
-    for (unsigned j = i; j > 0 && batch[j - 1]->page > batch[j]->page; --j) {
-      Slab* t = batch[j];
-      batch[j] = batch[j - 1];
-      batch[j - 1] = t;
-    }
-  struct Part {
-    unsigned slab;
-    uint64_t run;
-  };
-  Part parts[64];
-  unsigned np = 0;
-  uint32_t start = 0, end = 0;
-  auto flush = [&] {
-    if (np && g.reporter.advise_pages(start, end - start, released))
-      for (unsigned k = 0; k < np; ++k) done[parts[k].slab] |= parts[k].run;
-    np = 0;
-  };
-  for (unsigned i = 0; i < n; ++i) {
-    done[i] = 0;
-    for (uint64_t m = batch[i]->iso_pages; m;) {
-      const uint32_t a = static_cast<uint32_t>(__builtin_ctzll(m));
-      const uint64_t gap = ~(m >> a);  // 0 when the run reaches page 63
-      const uint32_t b = gap ? a + static_cast<uint32_t>(__builtin_ctzll(gap)) - 1 : 63;
-      const uint64_t run = span_mask(a, b);
-      const uint32_t page = batch[i]->page + a;
-      if (np == 0 || page != end || np == 64) {
-        flush();
-        start = page;
-        end = page;
-      }
-      end += b - a + 1;
-      parts[np++] = Part{i, run};
-      m &= ~run;
-    }
+// the isolated pages back; returns those that were.
+uint64_t advise_isolated(const Slab* s, uint64_t* released) {
+  uint64_t done = 0;
+  for (uint64_t m = s->iso_pages; m;) {
+    const uint32_t a = static_cast<uint32_t>(__builtin_ctzll(m));
+    const uint64_t gap = ~(m >> a);  // 0 when the run reaches page 63
+    const uint32_t b = gap ? a + static_cast<uint32_t>(__builtin_ctzll(gap)) - 1 : 63;
+    const uint64_t run = span_mask(a, b);
+    if (g.reporter.advise_pages(s->page + a, b - a + 1, released)) done |= run;
+    m &= ~run;
   }
-  flush();
+  return done;
 }
 
 // Bin lock held. Returns the isolated objects; `reported` pages are now given
@@ -645,8 +614,10 @@ uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t page_cold_ms, uint6
     }
     if (n == 0) break;
     uint64_t pages = 0;
-    advise_batch(batch, n, done, released);
-    for (unsigned i = 0; i < n; ++i) pages += static_cast<uint64_t>(__builtin_popcountll(done[i]));
+    for (unsigned i = 0; i < n; ++i) {
+      done[i] = advise_isolated(batch[i], released);
+      pages += static_cast<uint64_t>(__builtin_popcountll(done[i]));
+    }
     {
       LockGuard bl(bin.lock);
       const uint64_t now = os::now_ms();
