@@ -129,10 +129,10 @@ TEST_F(Headroom, HugeMappingsCountAndUnmapsLowerTheEstimate) {
   set_headroom(100 * kMiB, 10 * kMiB);
   h_.headroom_map(40 * kMiB);
   EXPECT_EQ(h_.headroom().estimate.load(), 50 * kMiB);
-  h_.headroom_unmap(40 * kMiB);
+  h_.headroom_release(40 * kMiB);
   h_.headroom_refault(kMiB);
   EXPECT_EQ(h_.headroom().estimate.load(), 11 * kMiB);
-  h_.headroom_unmap(1000 * kMiB);  // never below zero
+  h_.headroom_release(1000 * kMiB);  // never below zero
   EXPECT_EQ(h_.headroom().estimate.load(), 0u);
   EXPECT_FALSE(h_.pressure_urgent());
   h_.headroom().estimate.store(100 * kMiB);

@@ -270,6 +270,12 @@ void Buddy::add_fresh(uint32_t idx, uint32_t npages, uint64_t now) {
 
 // ---- reporting -------------------------------------------------------------
 
+void Buddy::isolate(uint32_t i, unsigned o) {
+  list_del(i, o);
+  d(i).kind = PageKind::kIsolated;
+  c_.isolated_pages += pages(o);
+}
+
 unsigned Buddy::isolate_cold(unsigned order, uint64_t cutoff, uint32_t* out, unsigned max,
                              uint64_t* next_stamp) {
   unsigned n = 0;
@@ -282,9 +288,7 @@ unsigned Buddy::isolate_cold(unsigned order, uint64_t cutoff, uint32_t* out, uns
       break;
     }
     const uint32_t prev = h.link.prev;
-    list_del(i, order);
-    h.kind = PageKind::kIsolated;
-    c_.isolated_pages += pages(order);
+    isolate(i, order);
     out[n++] = i;
     i = prev;
   }
@@ -325,9 +329,7 @@ bool Buddy::isolate_coldest(uint64_t newest, uint32_t* idx) {
     }
   }
   if (best == kNumOrders) return false;
-  list_del(bi, best);
-  d(bi).kind = PageKind::kIsolated;
-  c_.isolated_pages += pages(best);
+  isolate(bi, best);
   *idx = bi;
   return true;
 }
@@ -336,9 +338,7 @@ bool Buddy::isolate_largest(uint32_t* idx) {
   for (unsigned o = kNumOrders; o-- > report_order_;) {
     const uint32_t i = cold_end(o);
     if (i == kNil) continue;
-    list_del(i, o);
-    d(i).kind = PageKind::kIsolated;
-    c_.isolated_pages += pages(o);
+    isolate(i, o);
     *idx = i;
     return true;
   }

@@ -123,6 +123,8 @@ class Buddy {
   void list_add_warm_aged(uint32_t i, unsigned o);
   void list_add_reported(uint32_t i, unsigned o);
   void list_del(uint32_t i, unsigned o);
+  // Takes the warm block i of order o off its list for reporting (kIsolated).
+  void isolate(uint32_t i, unsigned o);
   void account(uint32_t i, unsigned o, int sign);
   void split(Block* b, unsigned target, uint64_t now);
   void insert(uint32_t i, unsigned o, uint32_t nrep, uint64_t stamp);

@@ -158,7 +158,7 @@ void PageHeap::check_headroom(uint64_t pages, uint64_t now) {
   // the pressure workload 25k madvise calls per run).
   const uint64_t given = give_back_warm((est - mark + kPageSize - 1) >> kPageShift, 0, 1024, now, true);
   if (!given) return;
-  headroom_.estimate.store(est > given ? est - given : 0, std::memory_order_relaxed);
+  headroom_release(given);
   ++pressure_give_backs_;
   pressure_given_back_ += given;
 }

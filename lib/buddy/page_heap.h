@@ -87,7 +87,7 @@ class PageHeap {
   // free memory goes back first, as much as the usage would exceed it by.
   void check_headroom(uint64_t pages, uint64_t now);
   // Without the heap lock: memory outside the heap (huge mappings) about to
-  // be faulted in (takes the heap lock when there is a limit) or unmapped.
+  // be faulted in (takes the heap lock when there is a limit).
   void headroom_map(uint64_t bytes);
   // Without the heap lock: pages of slabs given back earlier are handed out
   // again (the slab faults them in): counted, not checked (the next slow
@@ -95,10 +95,13 @@ class PageHeap {
   void headroom_refault(uint64_t bytes) {
     if (headroom_.mark.load(std::memory_order_relaxed)) headroom_.estimate.fetch_add(bytes, std::memory_order_relaxed);
   }
-  void headroom_unmap(uint64_t bytes) {
+  // Without the heap lock: memory stopped being resident (unmapped, or given
+  // back by the reporter or a relief); never below zero.
+  void headroom_release(uint64_t bytes) {
     if (!headroom_.mark.load(std::memory_order_relaxed)) return;
-    const uint64_t e = headroom_.estimate.load(std::memory_order_relaxed);
-    headroom_.estimate.store(e > bytes ? e - bytes : 0, std::memory_order_relaxed);
+    uint64_t e = headroom_.estimate.load(std::memory_order_relaxed);
+    while (!headroom_.estimate.compare_exchange_weak(e, e > bytes ? e - bytes : 0, std::memory_order_relaxed)) {
+    }
   }
   // Without any lock: the estimate is at or past the mark (a relaxed load
   // when there is no limit).

@@ -328,7 +328,7 @@ bool huge_free(void* p, Fn fn, size_t size) {
     table_erase(i);
   }
   os::unmap(static_cast<char*>(p) - slot.lead, slot.lead + slot.size + slot.trail);
-  g.heap.headroom_unmap(slot.size);
+  g.heap.headroom_release(slot.size);
   return true;
 }
 
@@ -377,7 +377,7 @@ void* huge_realloc(void* p, size_t new_size) {
   }
   // (Counted after the fact: the heap lock is never taken inside the huge lock.)
   if (map_size > old_size) g.heap.headroom_map(map_size - old_size);
-  else g.heap.headroom_unmap(old_size - map_size);
+  else g.heap.headroom_release(old_size - map_size);
   return q;
 }
 

@@ -19,7 +19,7 @@ void relieve_pressure() {
   if (!g_busy.compare_exchange_strong(idle, true, std::memory_order_acquire)) return;
   uint64_t released = 0;
   central_report_cold(0, 0, &released);
-  g.heap.headroom_unmap(released);  // the estimate falls with it
+  g.heap.headroom_release(released);  // the estimate falls with it
   g.reporter.pressure().note_relief(released);
   g_done_ms.store(os::now_ms(), std::memory_order_relaxed);
   g_busy.store(false, std::memory_order_release);

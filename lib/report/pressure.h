@@ -64,7 +64,7 @@ class Pressure {
   // The heap's estimate says the mark is reached (a pass should not wait).
   bool urgent() const { return heap_ && heap_->pressure_urgent(); }
   // The reporter gave `bytes` back: the estimate falls with it.
-  void note_released(uint64_t bytes) { heap_->headroom_unmap(bytes); }
+  void note_released(uint64_t bytes) { heap_->headroom_release(bytes); }
   void count_pass() { passes_.fetch_add(1, std::memory_order_relaxed); }
   // An allocating thread gave back `bytes` of free slab pages itself
   // (front/pressure_relief.h).
