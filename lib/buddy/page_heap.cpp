@@ -137,6 +137,7 @@ void PageHeap::check_headroom(uint64_t pages, uint64_t now) {
   if (!mark) return;
   const uint64_t bytes = pages << kPageShift;
   uint64_t est = headroom_.estimate.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  headroom_.ahead.fetch_add(bytes, std::memory_order_relaxed);
   if (est < mark) return;
   // The estimate only learns what the heap faults in (and what the reporter
   // samples): before acting on it, read the usage itself, at most once per
@@ -147,6 +148,7 @@ void PageHeap::check_headroom(uint64_t pages, uint64_t now) {
     if (usage) {
       est = usage + bytes;
       headroom_.estimate.store(est, std::memory_order_relaxed);
+      headroom_.ahead.store(bytes, std::memory_order_relaxed);
       if (est < mark) return;
     }
     // The reporter's pressure pass gives back what the heap cannot reach

@@ -15,6 +15,11 @@ namespace ebb {
 struct Headroom {
   std::atomic<uint64_t> mark{0};      // bytes of usage that are pressure; 0: no limit
   std::atomic<uint64_t> estimate{0};  // usage at the last sample + what was faulted in since
+  // What was counted since the last sample: handed out, maybe not touched
+  // yet. A sample adds it to the usage it read (a huge block counted, then
+  // sampled before the program wrote it, was lost, and the next request
+  // went past the limit: pressure_test HugeMappingsGiveBackFirstToo).
+  std::atomic<uint64_t> ahead{0};
   uint64_t (*sample)() = nullptr;     // reads the usage now (takes no allocator lock)
   void (*urge)() = nullptr;           // asks the reporter for a pressure pass (heap lock may be held)
   // Looks the limit up (report/pressure.h), called once, heap lock held,
@@ -93,7 +98,9 @@ class PageHeap {
   // again (the slab faults them in): counted, not checked (the next slow
   // path's relief is, front/pressure_relief.h).
   void headroom_refault(uint64_t bytes) {
-    if (headroom_.mark.load(std::memory_order_relaxed)) headroom_.estimate.fetch_add(bytes, std::memory_order_relaxed);
+    if (!headroom_.mark.load(std::memory_order_relaxed)) return;
+    headroom_.estimate.fetch_add(bytes, std::memory_order_relaxed);
+    headroom_.ahead.fetch_add(bytes, std::memory_order_relaxed);
   }
   // Without the heap lock: memory stopped being resident (unmapped, or given
   // back by the reporter or a relief); never below zero.

@@ -95,7 +95,8 @@ uint64_t Pressure::sample(uint64_t now) {
   const uint64_t usage = usage_now();
   if (usage) {
     usage_.store(usage, std::memory_order_relaxed);
-    heap_->headroom().estimate.store(usage, std::memory_order_relaxed);
+    Headroom& h = heap_->headroom();
+    h.estimate.store(usage + h.ahead.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
   }
   return usage;
 }
