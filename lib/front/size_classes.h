@@ -51,7 +51,6 @@ constexpr SizeClass make_class(unsigned c) {
   uint64_t objs = (uint64_t{4096} << o) / sc.size;
   sc.objects = static_cast<uint32_t>(objs > kMaxSlabObjects ? kMaxSlabObjects : objs);
   uint32_t cap = (128 * 1024) / sc.size;
-  if (cap < 64) cap = 64;
   sc.cache_max = cap < 4 ? 4 : (cap > 4096 ? 4096 : cap);
   // Slow start: about 4 KiB of a class at first, so that a small program's
   // caches stay small; each slow-path call on the class doubles it.
