@@ -390,14 +390,37 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
 
 // Bin lock held. Frees the `n` objects chained at `head` into their slabs,
 // freed at `stamp`; returns whether a slab was put on the dirty list.
+//
+// A batch freed in scattered order (a phase of objects released at once)
+// touches a different page descriptor and slab header for each object, and
+// each of those loads waited for the one before: the walk is done in chunks
+// instead, collecting the chunk's objects (their links were just walked by
+// the cache's flush, so they are near) and asking for their descriptors,
+// then freeing them with each slab header asked for a few objects ahead.
+// 64 B objects, 400k freed in random order per round: free_object and
+// free_chain were 30% of the time.
 bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
+  constexpr unsigned kChunk = 64, kAhead = 4;
+  const PageDesc* descs = g.heap.region().descs();
   bool dirtied = false;
-  for (unsigned i = 0; i < n && head; ++i) {
-    // (free_object checks the rest: class, object start, not free already.)
-    if (!in_heap(head)) fatal_corrupt_list(Fn::kFree, head, "a batch of free objects");
-    void* next = link_load(head);
-    dirtied |= free_object(bin, cls, head, stamp);
-    head = next;
+  void* objs[kChunk];
+  while (n && head) {
+    unsigned m = 0;
+    for (; m < kChunk && m < n && head; ++m) {
+      // (free_object checks the rest: class, object start, not free already.)
+      if (!in_heap(head)) fatal_corrupt_list(Fn::kFree, head, "a batch of free objects");
+      objs[m] = head;
+      __builtin_prefetch(&descs[g.heap.region().page_index(head)]);
+      head = link_load(head);
+    }
+    for (unsigned k = 0; k < m; ++k) {
+      if (k + kAhead < m) {
+        // (A descriptor not of a slab, or a stale one, only wastes the prefetch.)
+        if (const Slab* s = descs[g.heap.region().page_index(objs[k + kAhead])].slab) __builtin_prefetch(s, 1);
+      }
+      dirtied |= free_object(bin, cls, objs[k], stamp);
+    }
+    n -= m;
   }
   return dirtied;
 }
