@@ -503,7 +503,7 @@ EBB_INLINE void leave_unlocked(ThreadCache* tc) { tc->busy.store(0, std::memory_
 // The cache exclusive (entered, or its mutex held). A cached block of at
 // least npages and at most 1/8 more, newest first (the one most likely
 // still in the CPU's caches), or nullptr.
-void* large_take_slot(ThreadCache* tc, uint32_t npages) {
+EBB_INLINE void* large_take_slot(ThreadCache* tc, uint32_t npages) {
   for (unsigned i = tc->large_count; i-- > 0;) {
     const uint32_t n = tc->large[i].npages;
     if (n >= npages && n - npages <= npages / 8) {
@@ -519,7 +519,7 @@ void* large_take_slot(ThreadCache* tc, uint32_t npages) {
 // The cache exclusive. Keeps p; the oldest blocks that no longer fit go to
 // out[] (*nout of them) for the caller to release once it has left the
 // cache: the heap lock is not taken inside it.
-void large_put_slot(ThreadCache* tc, void* p, uint32_t npages, LargeSlot* out, unsigned* nout) {
+EBB_INLINE void large_put_slot(ThreadCache* tc, void* p, uint32_t npages, LargeSlot* out, unsigned* nout) {
   // (A block in any thread's cache is marked in its descriptor, which
   // large_free checked; this catches what slipped past a racy look.)
   for (unsigned i = 0; i < tc->large_count; ++i)
