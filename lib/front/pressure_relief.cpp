@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "front/central.h"
+#include "front/thread_cache.h"
 #include "os/os.h"
 
 namespace ebb {
@@ -10,6 +11,10 @@ namespace ebb {
 namespace {
 constinit std::atomic<bool> g_busy{false};
 constinit std::atomic<uint64_t> g_done_ms{0};  // when the last relief ran
+constinit std::atomic<uint64_t> g_drained_ms{0};  // when the last one drained the thread caches
+// Draining every thread's cache asks every CPU for a barrier per cache, and
+// the caches start small again: not at every relief.
+constexpr uint64_t kDrainEveryMs = 10;
 }  // namespace
 
 void relieve_pressure() {
@@ -18,6 +23,15 @@ void relieve_pressure() {
   bool idle = false;
   if (!g_busy.compare_exchange_strong(idle, true, std::memory_order_acquire)) return;
   uint64_t released = 0;
+  // The free objects in thread caches (this thread's and the others', a few
+  // MiB each with their large blocks) pin slab pages and buddy blocks this
+  // thread cannot otherwise reach; the reporter's pressure pass drains them
+  // too, but it may be waiting out a fruitless pass's backoff, or not be
+  // scheduled on a busy machine while the program grows past the limit.
+  if (now >= g_drained_ms.load(std::memory_order_relaxed) + kDrainEveryMs) {
+    g_drained_ms.store(now, std::memory_order_relaxed);
+    drain_idle_caches(now, 0, /*force=*/true);
+  }
   central_report_cold(0, 0, &released);
   g.heap.headroom_release(released);  // the estimate falls with it
   g.reporter.pressure().note_relief(released);

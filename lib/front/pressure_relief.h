@@ -10,7 +10,10 @@
 // memory from the heap (a thread cache refill, a large or a huge block)
 // first call maybe_relieve_pressure(), with no allocator lock held: when the
 // heap's estimate is at the mark, every free page of every slab goes back
-// (as in the reporter's pressure pass), in this thread.
+// (as in the reporter's pressure pass), in this thread, after every thread's
+// cache has been drained (at most every 10 ms): their free objects pin slab
+// pages and buddy blocks nothing else here reaches, and the reporter, whose
+// pressure pass drains them too, may be late on a busy machine.
 //
 // One thread at a time, at most once per millisecond. A relief walks only
 // the slabs freed into since the last walk (the bins' dirty lists), so usage
