@@ -60,7 +60,7 @@ __attribute__((noinline)) void* large_alloc_heap(size_t size, size_t align, bool
 }  // namespace
 
 void* large_alloc(size_t size, size_t align, bool zero) {
-  // The thread's cache first (page-aligned requests of up to 1 MiB): no heap
+  // The thread's cache first (page-aligned requests of up to 4 MiB): no heap
   // lock, no split and merge of buddy blocks.
   if (size <= size_t{kLargeCacheMaxPages} << kPageShift && align <= kPageSize) {
     if (void* p = thread_large_take(static_cast<uint32_t>((size + kPageSize - 1) >> kPageShift))) {

@@ -45,7 +45,7 @@ static_assert(sizeof(Bin) == kBinBytes, "a bin is half a cache line");
 // thread freed, kept for its next large malloc of about the same size: a
 // service that allocates and frees the same buffers does not take the heap
 // lock, or split and merge buddy blocks, every time.
-constexpr uint32_t kLargeCacheMaxPages = 256;   // 1 MiB blocks at most
+constexpr uint32_t kLargeCacheMaxPages = 1024;  // 4 MiB blocks at most
 constexpr uint32_t kLargeCacheCapPages = 1024;  // 4 MiB per thread at most
 constexpr unsigned kLargeSlots = 8;
 
