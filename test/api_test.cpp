@@ -453,6 +453,30 @@ TEST(ApiDeathTest, DoubleFreeOfALargeBlockInTheThreadCache) {
       "double free");
 }
 
+TEST(Api, LargeBlocksOfUpTo4MiBWaitInTheThreadCache) {
+  if (ebb_options()->harden) GTEST_SKIP() << "the hardened mode keeps no large blocks in thread caches";
+  // A freed 4 MiB block stays in this thread's cache (counted in cached_bytes,
+  // not given to the heap) and is the next 4 MiB request's block.
+  constexpr size_t k4 = size_t{4} << 20;
+  char* p = static_cast<char*>(malloc(k4));
+  ASSERT_NE(p, nullptr);
+  fill(p, k4, 4);
+  const uint64_t before = stats().cached_bytes;
+  free(p);
+  EXPECT_GE(stats().cached_bytes, before + k4);
+  char* q = static_cast<char*>(malloc(k4));
+  EXPECT_EQ(q, p);
+  EXPECT_TRUE(check(q, k4, 4));  // the same block, not a fresh or zeroed one
+  free(q);
+  // Larger blocks go back to the heap: the cache holds 4 MiB at most.
+  char* r = static_cast<char*>(malloc(k4 + (1 << 20)));
+  ASSERT_NE(r, nullptr);
+  const uint64_t held = stats().cached_bytes;
+  free(r);
+  EXPECT_LT(stats().cached_bytes, held + k4 + (1 << 20));
+  free(malloc(k4));  // (leave the cache as it was: one 4 MiB block)
+}
+
 TEST(Api, LargeBlocksAreReusedFromTheThreadCacheAndStayCorrect) {
   // The same size again gets the same block back, without the heap.
   char* p = static_cast<char*>(malloc(100000));
