@@ -11,7 +11,7 @@ namespace ebb {
 namespace {
 constinit std::atomic<bool> g_busy{false};
 constinit std::atomic<uint64_t> g_done_ms{0};  // when the last relief ran
-constinit std::atomic<uint64_t> g_drained_ms{0};  // when the last one drained the thread caches
+constinit uint64_t g_drained_ms = 0;  // when a relief last drained the thread caches (g_busy held)
 // Draining every thread's cache asks every CPU for a barrier per cache, and
 // the caches start small again: not at every relief.
 constexpr uint64_t kDrainEveryMs = 10;
@@ -28,8 +28,8 @@ void relieve_pressure() {
   // thread cannot otherwise reach; the reporter's pressure pass drains them
   // too, but it may be waiting out a fruitless pass's backoff, or not be
   // scheduled on a busy machine while the program grows past the limit.
-  if (now >= g_drained_ms.load(std::memory_order_relaxed) + kDrainEveryMs) {
-    g_drained_ms.store(now, std::memory_order_relaxed);
+  if (now >= g_drained_ms + kDrainEveryMs) {
+    g_drained_ms = now;
     drain_idle_caches(now, 0, /*force=*/true);
   }
   central_report_cold(0, 0, &released);

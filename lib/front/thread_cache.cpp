@@ -119,8 +119,14 @@ void set_bin_max(ThreadCache* tc, unsigned cls, uint32_t nm) {
 
 // The cache's mutex held. Halves the capacity of other classes (round
 // robin, none below its start) until `need` bytes are freed; false if
-// they cannot give that much.
+// they cannot give that much (a walk that takes less still shrinks them:
+// caches follow a budget that fell).
 bool steal_capacity(ThreadCache* tc, unsigned cls, uint64_t need) {
+  // Only the other classes' growth beyond their start can be taken: when
+  // they have none, do not walk them (a thread using one class at its budget
+  // walked all 40 on every refill and flush: 11% of a batch of 512 B
+  // objects' instructions).
+  if (tc->grown_bytes == uint64_t{tc->max[cls] - class_info(cls).cache_init} * class_info(cls).size) return false;
   for (unsigned k = 0; k < kNumClasses && need > 0; ++k) {
     const unsigned v = tc->steal_next;
     tc->steal_next = v == kNumClasses ? 1 : v + 1;
@@ -150,15 +156,7 @@ void grow_bin(ThreadCache* tc, unsigned cls) {
   const uint64_t most = uint64_t{g.opts.thread_cache_kb} << 10, least = uint64_t{64} << 10;
   const uint64_t by_use = (g.heap.in_use_hint() << kPageShift) / 8;
   const uint64_t budget = by_use < least ? least : (by_use > most ? most : by_use);
-  if (tc->grown_bytes + add > budget) {
-    // Only the other classes' growth beyond their start can be taken: when
-    // they have none, do not walk them (a thread using one class at its
-    // budget walked all 40 on every refill and flush: 11% of a batch of
-    // 512 B objects' instructions). A walk that takes less than the need
-    // still shrinks them: caches follow a budget that fell.
-    const uint64_t mine = uint64_t{m - class_info(cls).cache_init} * class_info(cls).size;
-    if (tc->grown_bytes == mine || !steal_capacity(tc, cls, tc->grown_bytes + add - budget)) return;
-  }
+  if (tc->grown_bytes + add > budget && !steal_capacity(tc, cls, tc->grown_bytes + add - budget)) return;
   tc->bins[cls].room += grown - m;
   tc->max[cls] = grown;
   tc->grown_bytes += add;
@@ -485,20 +483,11 @@ void check_small_live(const void* p, unsigned cls, Fn fn) {
 
 namespace {
 // The large-block cache is touched on every large malloc and free it serves,
-// so it uses the fast paths' handshake instead of the cache mutex (two
-// atomic read-modify-writes per call, most of a cached 64 KiB pair's time):
-// the owner publishes `busy` and proceeds unless a drain or a hold has been
-// requested (drain_req), in which case it takes the mutex, which the drainer
-// holds, as the small slow paths do. Only the owner and a drainer that won
-// the handshake touch the slots.
-EBB_INLINE bool enter_unlocked(ThreadCache* tc) {
-  tc->busy.store(1, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (EBB_LIKELY(tc->drain_req.load(std::memory_order_acquire) == 0)) return true;
-  tc->busy.store(0, std::memory_order_release);
-  return false;
-}
-EBB_INLINE void leave_unlocked(ThreadCache* tc) { tc->busy.store(0, std::memory_order_release); }
+// so it is entered as the small fast paths enter their bins (cache_enter),
+// not under the cache mutex (two atomic read-modify-writes per call, most of
+// a cached 64 KiB pair's time); when a drain or a hold has been requested it
+// takes the mutex, which the drainer holds, as the small slow paths do. Only
+// the owner and a drainer that won the handshake touch the slots.
 
 // The cache exclusive (entered, or its mutex held). A cached block of at
 // least npages and at most 1/8 more, newest first (the one most likely
@@ -537,11 +526,12 @@ void* thread_large_take(uint32_t npages) {
   ThreadCache* tc = my_cache();
   // (Racy when a drain runs: an empty look only sends this call to the heap.)
   if (!tc || __atomic_load_n(&tc->large_count, __ATOMIC_RELAXED) == 0) return nullptr;
-  if (enter_unlocked(tc)) {
+  if (EBB_LIKELY(cache_enter(tc))) {
     void* p = large_take_slot(tc, npages);
-    leave_unlocked(tc);
+    cache_leave(tc);
     return p;
   }
+  cache_leave(tc);
   LockGuard m(tc->mutex);  // waits for the drain in progress
   return large_take_slot(tc, npages);
 }
@@ -552,10 +542,11 @@ bool thread_large_put(void* p, uint32_t npages) {
   if (!tc) return false;
   LargeSlot out[kLargeSlots];
   unsigned nout = 0;
-  if (enter_unlocked(tc)) {
+  if (EBB_LIKELY(cache_enter(tc))) {
     large_put_slot(tc, p, npages, out, &nout);
-    leave_unlocked(tc);
+    cache_leave(tc);
   } else {
+    cache_leave(tc);
     LockGuard m(tc->mutex);
     large_put_slot(tc, p, npages, out, &nout);
   }

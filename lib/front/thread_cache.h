@@ -95,14 +95,23 @@ void* malloc_small_slow(size_t size);
 constexpr size_t kNoSize = ~size_t{0};
 void free_small_slow(void* p, Fn fn, size_t size);
 
+// The owner's side of the handshake above, for every operation that touches
+// the cache without its mutex: publishes `busy`, then reads drain_req (before
+// the cache: a drain that completes in between is then seen in full, its
+// flush ordered before drain_req returns to 0). False: a drain or a hold is
+// requested, and the caller leaves and takes the slow path, which waits on
+// the mutex. Every enter is followed by a leave.
+EBB_INLINE bool cache_enter(ThreadCache* tc) {
+  tc->busy.store(1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  return tc->drain_req.load(std::memory_order_acquire) == 0;
+}
+EBB_INLINE void cache_leave(ThreadCache* tc) { tc->busy.store(0, std::memory_order_release); }
+
 EBB_INLINE void* malloc_small(size_t size) {
   const size_t off = size_class_bin_offset(size);
   ThreadCache* tc = t_cache;
-  tc->busy.store(1, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  // drain_req is read before the bin: a drain that completes in between is
-  // then seen in full (its flush is ordered before drain_req returns to 0).
-  if (EBB_LIKELY(tc->drain_req.load(std::memory_order_acquire) == 0)) {
+  if (EBB_LIKELY(cache_enter(tc))) {
     Bin* b = reinterpret_cast<Bin*>(reinterpret_cast<char*>(tc->bins) + off);
     asm("" : "+r"(b));  // one bin address (see free_small)
     void* p = b->head;
@@ -118,11 +127,11 @@ EBB_INLINE void* malloc_small(size_t size) {
       prefetch_for_write(next);
       key_word(p) = 0;  // live objects never carry the free key
       b->room++;
-      tc->busy.store(0, std::memory_order_release);
+      cache_leave(tc);
       return p;
     }
   }
-  tc->busy.store(0, std::memory_order_release);
+  cache_leave(tc);
   return malloc_small_slow(size);
 }
 
@@ -136,9 +145,7 @@ EBB_INLINE void free_small(void* p, unsigned cls, size_t size = kNoSize) {
   // never change, so they are read before `busy`.
   if (EBB_UNLIKELY(!object_start(reinterpret_cast<uintptr_t>(p), b->chk_mask, b->chk_mul, b->chk_lim)))
     fatal_not_object_start(kFn, p);
-  tc->busy.store(1, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (EBB_LIKELY(tc->drain_req.load(std::memory_order_acquire) == 0)) {
+  if (EBB_LIKELY(cache_enter(tc))) {
     // Word 1 holding the free key: probably a double free (the slow path
     // decides). This also covers free(p); free(p) at the head.
     const uint64_t key = g_fast.free_key;
@@ -148,11 +155,11 @@ EBB_INLINE void free_small(void* p, unsigned cls, size_t size = kNoSize) {
       key_word(p) = key;
       b->head = p;
       b->room = room;
-      tc->busy.store(0, std::memory_order_release);
+      cache_leave(tc);
       return;
     }
   }
-  tc->busy.store(0, std::memory_order_release);
+  cache_leave(tc);
   free_small_slow(p, kFn, size);
 }
 
