@@ -123,7 +123,8 @@ void check_bin_if_enabled(CentralBin& bin, unsigned cls);
 // Bin lock held. Carves a new slab from the page heap and lists it.
 Slab* new_slab(CentralBin& bin, unsigned cls) {
   const SizeClass& sc = class_info(cls);
-  Slab* s = g.slab_pool.get();
+  const unsigned words = SlabPool::words_for(sc.objects);
+  Slab* s = g.slab_pool.get(words);
   if (!s) return nullptr;
   const uint32_t npages = slab_pages(sc);
   const uint64_t now = os::now_ms();
@@ -151,7 +152,7 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
     }
   }
   if (!ok) {
-    g.slab_pool.put(s);  // outside the heap lock: the lock order is slab pool -> heap
+    g.slab_pool.put(s, words);  // outside the heap lock: the lock order is slab pool -> heap
     return nullptr;
   }
   s->start = g.heap.region().page_addr(run.idx);
@@ -160,11 +161,9 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
   s->nfree = sc.objects;
   s->hint = 0;
   s->rep_pages = rep;
-  for (uint32_t w = 0; w < kMaxSlabObjects / 64; ++w) {
+  for (uint32_t w = 0; w < words; ++w) {
     const uint32_t lo = w * 64;
-    if (lo + 64 <= sc.objects) s->bits[w] = ~uint64_t{0};
-    else if (lo < sc.objects) s->bits[w] = (uint64_t{1} << (sc.objects - lo)) - 1;
-    else s->bits[w] = 0;
+    s->bits[w] = lo + 64 <= sc.objects ? ~uint64_t{0} : (uint64_t{1} << (sc.objects - lo)) - 1;
   }
   // The hardened mode: free objects hold zeros (a write after free is found
   // when one is handed out again). Reported pages read as zero; the others
@@ -183,7 +182,8 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
 // Bin lock held; the slab has no live or isolated object left since
 // `freed_at`.
 void release_slab(CentralBin& bin, Slab* s, uint64_t freed_at) {
-  const uint32_t npages = slab_pages(class_info(s->cls));
+  const SizeClass& sc = class_info(s->cls);
+  const uint32_t npages = slab_pages(sc);
   if (s->on_partial) partial_remove(bin, s);
   scan_remove(bin, s);
   bin.slabs--;
@@ -198,7 +198,7 @@ void release_slab(CentralBin& bin, Slab* s, uint64_t freed_at) {
     g.heap.free_pages(s->page, npages, nrep != 0, freed_at);
     debug_check_heap_locked();
   }
-  g.slab_pool.put(s);
+  g.slab_pool.put(s, SlabPool::words_for(sc.objects));
 }
 
 // Bin lock held. The objects on `pages` are handed out: those pages are
@@ -230,7 +230,7 @@ void chain_append(Chain& c, void* obj) {
 // Bin lock held. Moves up to `want` free objects of `s` onto the chain,
 // preferring objects on resident pages; returns how many.
 unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned want, Chain& link) {
-  const uint32_t words = (sc.objects + 63) / 64;
+  const uint32_t words = SlabPool::words_for(sc.objects);
   unsigned got = 0;
   if (!(s->rep_pages & object_pages(sc))) {
     for (uint32_t w = s->hint; w < words && got < want; ++w) {
@@ -552,7 +552,7 @@ uint32_t random_free_slot(CentralBin& bin, const SizeClass& sc, const Slab* s) {
   x ^= x >> 27;
   bin.rng = x;
   const uint32_t start = static_cast<uint32_t>(((x * 0x2545F4914F6CDD1Dull) >> 32) * sc.objects >> 32);
-  const uint32_t words = (sc.objects + 63) / 64;
+  const uint32_t words = SlabPool::words_for(sc.objects);
   const uint32_t w0 = start / 64;
   const uint64_t rep = s->rep_pages & object_pages(sc);
   for (int round = rep ? 0 : 1; round < 2; ++round) {
@@ -669,11 +669,14 @@ unsigned check_bin(CentralBin& bin, unsigned cls, bool print) {
     }
     if (s->prev != prev) bad("broken prev link in the partial list at page", s->page, 0);
     if (!s->on_partial || s->cls != cls) bad("listed slab not marked partial / wrong class at page", s->page, s->cls);
+    const uint32_t words = SlabPool::words_for(sc.objects);
     uint64_t set = 0;
-    for (uint32_t w = 0; w < kMaxSlabObjects / 64; ++w) set += static_cast<uint64_t>(__builtin_popcountll(s->bits[w]));
+    for (uint32_t w = 0; w < words; ++w) set += static_cast<uint64_t>(__builtin_popcountll(s->bits[w]));
     if (set != s->nfree) bad("free count differs from the bitmap (page, count)", s->page, s->nfree);
+    if (sc.objects % 64 && s->bits[words - 1] >> (sc.objects % 64))
+      bad("free bit past the slab's last object (page, word)", s->page, words - 1);
     if (s->nfree == 0 || s->nfree >= sc.objects) bad("partial slab full or empty (page, free)", s->page, s->nfree);
-    for (uint32_t w = 0; w < s->hint && w < kMaxSlabObjects / 64; ++w)
+    for (uint32_t w = 0; w < s->hint && w < words; ++w)
       if (s->bits[w]) bad("free bit before the hint (page, word)", s->page, w);
     const bool rep = has_reported_objects(s);
     if (rep && !in_reported) {
@@ -856,7 +859,7 @@ void* central_alloc_hardened(unsigned cls) {
     }
     s->nfree--;
     bin.free_objects--;
-    const uint32_t words = (sc.objects + 63) / 64;
+    const uint32_t words = SlabPool::words_for(sc.objects);
     while (s->hint < words && !s->bits[s->hint]) ++s->hint;
     if (s->nfree == 0) {
       partial_remove(bin, s);

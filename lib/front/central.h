@@ -42,7 +42,9 @@ struct Slab {
   uint64_t zero_pages = 0; // hardened mode: bit k: the object bytes of page k are known to be zero
   bool on_partial = false;
   uint8_t scan_list = 0;  // kNoList, kDirtyList or kScanList
-  uint64_t bits[kMaxSlabObjects / 64] = {};  // 1 = free
+  // 1 = free; one bit per object of the class (SlabPool::words_for words,
+  // front/slab_pool.h): the header is sized by its class.
+  uint64_t bits[];
 };
 
 // A batch of free objects handed from one thread cache to another without

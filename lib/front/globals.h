@@ -7,7 +7,7 @@
 #include "buddy/page_heap.h"
 #include "common/options.h"
 #include "front/central.h"
-#include "front/meta_pool.h"
+#include "front/slab_pool.h"
 #include "report/reporter.h"
 
 namespace ebb {
@@ -34,7 +34,7 @@ struct Globals {
   PageHeap heap;
   Reporter reporter;
   CentralBin bins[kNumClasses + 1];
-  MetaPool<Slab> slab_pool;
+  SlabPool slab_pool;
   std::atomic<uint32_t> init_state{0};  // 0 none, 1 running, 2 done, 3 failed
   bool zero_reported = true;  // reported memory reads as zero (MADV_DONTNEED)
 };
