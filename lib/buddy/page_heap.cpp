@@ -97,7 +97,10 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
   if (used_rep) check_headroom(used_rep, now);
   drawn_pages_ += npages;
   const uint64_t used = in_use_pages();
-  if (used > in_use_peak_) in_use_peak_ = used;
+  if (used >= in_use_peak_) {
+    in_use_peak_ = used;
+    in_use_peak_ms_ = now;
+  }
   out->idx = idx;
   out->npages = npages;
   out->reported = used_rep;
@@ -186,6 +189,8 @@ bool PageHeap::advise_block(uint32_t idx, uint64_t* released, uint64_t* calls) {
 
 void PageHeap::free_pages(uint32_t idx, uint32_t npages, bool count_reported, uint64_t freed_at) {
   const uint64_t now = os::now_ms();
+  // Leaving the peak: the heap had it in use until now.
+  if (in_use_pages() >= in_use_peak_) in_use_peak_ms_ = now;
   buddy_.free_range(idx, npages, count_reported, freed_at && freed_at < now ? freed_at : now);
 }
 

@@ -64,12 +64,22 @@ class PageHeap {
   }
   uint64_t drawn_pages() const { return drawn_pages_; }  // ever handed out
   // The most pages in use at any moment since the last call (a pass
-  // samples once; churn between passes peaks in between).
+  // samples once; churn between passes peaks in between), and in *peak_ms
+  // the last moment the heap had that many in use (`now_ms` if it has now):
+  // a mass free's claim on its memory ages from the free, not from the
+  // pass that first sees it.
   void lower_in_use_peak(uint64_t pages) { in_use_peak_ = in_use_peak_ > pages ? in_use_peak_ - pages : 0; }
-  uint64_t take_in_use_peak() {
-    const uint64_t now = in_use_pages(), peak = in_use_peak_ > now ? in_use_peak_ : now;
-    in_use_peak_ = now;
-    in_use_hint_.store(now, std::memory_order_relaxed);
+  uint64_t take_in_use_peak(uint64_t now_ms, uint64_t* peak_ms) {
+    const uint64_t cur = in_use_pages();
+    uint64_t peak = cur;
+    *peak_ms = now_ms;
+    if (in_use_peak_ > cur) {
+      peak = in_use_peak_;
+      *peak_ms = in_use_peak_ms_ < now_ms ? in_use_peak_ms_ : now_ms;
+    }
+    in_use_peak_ = cur;
+    in_use_peak_ms_ = now_ms;
+    in_use_hint_.store(cur, std::memory_order_relaxed);
     return peak;
   }
   // Without the lock: pages in use as of the last growth or reporter pass
@@ -144,6 +154,7 @@ class PageHeap {
   uint64_t given_back_bytes_ = 0;
   uint64_t give_back_calls_ = 0;
   uint64_t in_use_peak_ = 0;
+  uint64_t in_use_peak_ms_ = 0;  // when the heap last had in_use_peak_ pages in use
   Headroom headroom_;
   uint64_t headroom_sampled_ms_ = 0;  // when check_headroom last read the usage itself
   bool discover_called_ = false;

@@ -189,7 +189,8 @@ void Reporter::run() {
     }
     if (next != kNever) {
       // Never pass more often than every delay_ms.
-      deadline = next > now + opts_->delay_ms ? next : now + opts_->delay_ms;
+      const uint64_t gap = follow_ ? (opts_->delay_ms + 3) / 4 : opts_->delay_ms;  // (ReturnPlan::follow)
+      deadline = next > now + gap ? next : now + gap;
       uint32_t a = kActive;
       state_.compare_exchange_strong(a, kArmed);  // fails if re-requested: loop
     } else {
@@ -287,8 +288,10 @@ uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
     const uint64_t grown = frontier > frontier_ ? frontier - frontier_ : 0;
     frontier_ = frontier;
     const bool growing = grown >= mark_pages && grown >= in_use / 8;
-    plan = curve_.plan(now, in_use, heap_->take_in_use_peak(), b.warm_reportable_pages(), heap_->drawn_pages(),
-                       growing, headroom);
+    uint64_t peak_ms;
+    const uint64_t peak = heap_->take_in_use_peak(now, &peak_ms);
+    plan = curve_.plan(now, in_use, peak, peak_ms, b.warm_reportable_pages(), heap_->drawn_pages(), growing,
+                       headroom);
     if (now > plan.max_age_ms) cutoff = now - plan.max_age_ms;
     uint64_t c;
     if (plan.excess_pages && now > plan.min_age_ms &&
@@ -314,10 +317,13 @@ uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
   // program is looked at now and then; otherwise what is left warm is
   // younger than min_age (or under the mark, and waits for max_age).
   uint64_t look = kNever;
+  follow_ = plan.follow;
   // (Also with nothing warm: when the slack ends, free slab pages go back
   // after COLD_MS / 2 instead of 10 * COLD_MS.)
   if (plan.decaying)
-    look = now + (plan.swing_pages || plan.excess_pages ? opts_->delay_ms : (opts_->cold_ms + 3) / 4);
+    look = now + (plan.follow                               ? plan.min_age_ms
+                  : plan.swing_pages || plan.excess_pages ? opts_->delay_ms
+                                                          : (opts_->cold_ms + 3) / 4);
   else if (warm) look = now + (warm >= mark_pages ? plan.min_age_ms : plan.max_age_ms);
   return look < next ? look : next;
 }

@@ -217,6 +217,7 @@ class Reporter {
   uint64_t pressure_wait_ms_ = 0;  // reporter thread only: a pressure pass that found nothing waits longer
   std::atomic<uint64_t> pressure_quiet_until_{0};  // request_pressure() does nothing before then
   std::atomic<uint64_t> last_keep_pages_{0};  // what the last pass kept (statistics)
+  bool follow_ = false;  // a mass free's swing is decaying: pass every DELAY_MS / 4 (reporter thread only)
   uint64_t frontier_ = 0;         // the heap's at the last pass
 };
 

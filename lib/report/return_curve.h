@@ -9,7 +9,8 @@
 // blocks), sampled at its peak between passes:
 //
 //   swing  = max over the last COLD_MS of (peak_then - in_use_now)
-//            * (1 - age / COLD_MS)^2
+//            * (1 - age / COLD_MS)^2, age from the moment the heap last
+//            had peak_then in use (not from the pass that saw it)
 //            what the program had in use a moment ago; the claim decays to
 //            nothing over COLD_MS: a mass free starts going back at the
 //            first pass (DELAY_MS) and is three quarters back by COLD_MS / 2
@@ -43,6 +44,7 @@ struct ReturnPlan {
   uint64_t excess_pages;  // warm pages to give back now (coldest first, free >= min_age_ms)
   uint64_t keep_pages;    // what the curve keeps (swing + slack)
   uint64_t swing_pages;   // of which the swing
+  bool follow;            // a mass free: passes every DELAY_MS / 4, and min_age_ms is that too
   bool capped;            // keep was cut to the headroom under a memory limit
   uint64_t min_age_ms;    // nothing younger goes back (but with report_all)
   uint64_t max_age_ms;    // anything older goes back
@@ -54,7 +56,8 @@ class ReturnCurve {
  public:
   void init(uint64_t cold_ms, uint64_t delay_ms, uint64_t mark_pages);
   // One pass: `in_use` pages of the heap handed out now (slabs, large
-  // blocks) and `peak` the most since the last pass, `warm` free warm pages
+  // blocks) and `peak` the most since the last pass, which the heap last had
+  // in use at `peak_ms` (the swing ages from then), `warm` free warm pages
   // of reportable order, `drawn` pages the heap ever handed out.
   // `growing`: the heap grew fast since the last pass; then free
   // memory is not kept for churn (no slack) and free slab pages go back
@@ -62,8 +65,8 @@ class ReturnCurve {
   // `headroom`: pages the process may still take before its memory limit's
   // pressure mark (report/pressure.h; UINT64_MAX: no limit): the curve never
   // keeps more, and free slab pages then go back after DELAY_MS too.
-  ReturnPlan plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t warm, uint64_t drawn, bool growing,
-                  uint64_t headroom = ~uint64_t{0});
+  ReturnPlan plan(uint64_t now, uint64_t in_use, uint64_t peak, uint64_t peak_ms, uint64_t warm, uint64_t drawn,
+                  bool growing, uint64_t headroom = ~uint64_t{0});
   // The reporter itself moved `pages` out of use (it drained idle caches or
   // cached batches, emptying slabs): memory freed long ago, not a fall in
   // demand. The history moves down with it, so the swing does not grow.
@@ -78,15 +81,17 @@ class ReturnCurve {
   // peak seen in it), the last 17.
   static constexpr unsigned kRing = 17;
   struct Sample {
-    uint64_t t;
+    uint64_t t;       // when the bucket began
     uint64_t peak;
+    uint64_t peak_t;  // when the heap last had `peak` in use
     uint64_t drawn;  // the heap's count when the bucket began
   };
   struct Ring {
     Sample s[kRing] = {};
     unsigned head = 0, n = 0;  // s[head] is the newest
-    void add(uint64_t now, uint64_t width, uint64_t peak, uint64_t drawn);
-    // max over samples younger than `span` of (peak - in_use) * (1 - age / span).
+    void add(uint64_t now, uint64_t width, uint64_t peak, uint64_t peak_t, uint64_t drawn);
+    // max over samples younger than `span` of (peak - in_use) * (1 - age / span)^2,
+    // age counted from peak_t.
     uint64_t swing(uint64_t now, uint64_t span, uint64_t in_use) const;
     // Pages drawn since the oldest bucket younger than `span` began.
     uint64_t drawn_since(uint64_t now, uint64_t span, uint64_t drawn) const;
