@@ -51,8 +51,8 @@ class SlabPool {
  private:
   static constexpr unsigned kBuckets = 5;  // 1, 2, 4, 8, 16 words
   static_assert(uint32_t{1} << (kBuckets - 1) == kMaxSlabObjects / 64, "a bucket for the largest bitmap");
-  // 64 KiB: a process using a few classes maps little (five buckets).
-  static constexpr size_t kChunk = 64 * 1024;
+  // A bucket's chunks double from 16 KiB to 256 KiB: a small program maps
+  // little for its five buckets, a large heap few mappings.
   struct Node {
     Node* next;
   };
@@ -66,11 +66,13 @@ class SlabPool {
   static constexpr size_t node_bytes(unsigned b) { return sizeof(Slab) + (sizeof(uint64_t) << b); }
 
   bool refill(unsigned b) {
-    char* chunk = static_cast<char*>(os::map(kChunk));
+    const size_t bytes = size_t{16 * 1024} << (chunks_[b] < 4 ? chunks_[b] : 4);
+    char* chunk = static_cast<char*>(os::map(bytes));
     if (!chunk) return false;
-    mapped_ += kChunk;
+    mapped_ += bytes;
+    ++chunks_[b];
     next_[b] = chunk;
-    end_[b] = chunk + kChunk / node_bytes(b) * node_bytes(b);
+    end_[b] = chunk + bytes / node_bytes(b) * node_bytes(b);
     return true;
   }
 
@@ -78,6 +80,7 @@ class SlabPool {
   Node* free_[kBuckets] = {};  // headers given back
   char* next_[kBuckets] = {};  // the current chunk's first header never handed out
   char* end_[kBuckets] = {};
+  unsigned chunks_[kBuckets] = {};  // chunks mapped so far
   size_t mapped_ = 0;
 };
 
