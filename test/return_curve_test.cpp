@@ -43,7 +43,8 @@ TEST(ReturnCurve, TheSwingAgesFromTheFreeNotFromThePass) {
 }
 
 // A mass free is followed closely: passes every DELAY_MS / 4 and blocks of
-// that age may go back, until what the curve lets go is back.
+// that age may go back, while the claim decays and warm memory is left for
+// it to let go (not a pass DELAY_MS later: the curve, not a staircase).
 TEST(ReturnCurve, AMassFreeIsFollowedEveryQuarterDelay) {
   ReturnCurve c = fresh();
   c.plan(1000, 100000, 100000, 1000, 0, 100000, false);
@@ -51,12 +52,19 @@ TEST(ReturnCurve, AMassFreeIsFollowedEveryQuarterDelay) {
   EXPECT_TRUE(p.follow);
   EXPECT_EQ(p.min_age_ms, kDelay / 4);
   EXPECT_EQ(p.slab_cold_ms, kDelay / 4) << "free slab pages go with it";
-  // Once nothing is in excess (all of it back but what the curve keeps),
-  // the passes slow down again.
+  // Nothing in excess for a moment (the claim covers what is warm): still
+  // followed, the claim keeps falling.
   const ReturnPlan q = c.plan(1350, 10000, 10000, 1350, 30000, 100000, false);
   EXPECT_EQ(q.excess_pages, 0u);
-  EXPECT_FALSE(q.follow);
-  EXPECT_EQ(q.min_age_ms, kDelay);
+  EXPECT_TRUE(q.follow);
+  // Everything warm is back: the passes slow down again.
+  const ReturnPlan r = c.plan(1400, 10000, 10000, 1400, 0, 100000, false);
+  EXPECT_FALSE(r.follow);
+  EXPECT_EQ(r.min_age_ms, kDelay);
+  // And once the claim is gone.
+  const ReturnPlan e = c.plan(2100, 10000, 10000, 2100, 30000, 100000, false);
+  EXPECT_EQ(e.swing_pages, 0u);
+  EXPECT_FALSE(e.follow);
 }
 
 // The ups and downs of a steady program are not a mass free: a swing of a

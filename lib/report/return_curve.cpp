@@ -76,9 +76,10 @@ ReturnPlan ReturnCurve::plan(uint64_t now, uint64_t in_use, uint64_t peak, uint6
   if (p.excess_pages < mark_pages_ && p.excess_pages < warm) p.excess_pages = 0;
   // A mass free (a swing of a quarter of what is still in use, and of four
   // marks: not the ups and downs of a steady program) is followed closely
-  // while the curve lets it go: a pass every DELAY_MS / 4, and blocks that
-  // young go back (the heap's free lists are cold-first: the oldest first).
-  p.follow = p.excess_pages && p.swing_pages >= 4 * mark_pages_ && p.swing_pages >= in_use / 4;
+  // while the curve lets it go, as long as warm memory is left for it to let
+  // go: a pass every DELAY_MS / 4, and blocks that young go back (the heap's
+  // free lists are cold-first: the oldest first).
+  p.follow = warm >= mark_pages_ && p.swing_pages >= 4 * mark_pages_ && p.swing_pages >= in_use / 4;
   if (p.follow) p.min_age_ms = (delay_ms_ + 3) / 4;
   p.decaying = p.swing_pages > 0 || slack > 0;
   if (p.excess_pages || growing || p.capped) p.slab_cold_ms = p.min_age_ms;

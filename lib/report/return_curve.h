@@ -44,7 +44,7 @@ struct ReturnPlan {
   uint64_t excess_pages;  // warm pages to give back now (coldest first, free >= min_age_ms)
   uint64_t keep_pages;    // what the curve keeps (swing + slack)
   uint64_t swing_pages;   // of which the swing
-  bool follow;            // a mass free: passes every DELAY_MS / 4, and min_age_ms is that too
+  bool follow;            // a mass free decays: passes every DELAY_MS / 4, and min_age_ms is that too
   bool capped;            // keep was cut to the headroom under a memory limit
   uint64_t min_age_ms;    // nothing younger goes back (but with report_all)
   uint64_t max_age_ms;    // anything older goes back
