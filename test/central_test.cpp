@@ -63,7 +63,7 @@ class CentralTest : public ::testing::Test {
   }
   static uint64_t report_cold() {
     uint64_t released = 0;
-    central_report_cold(0, 0, &released);
+    central_report_cold(0, 0, 0, &released);
     return released;
   }
 };

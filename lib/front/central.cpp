@@ -593,7 +593,8 @@ Slab* live_slab_object(CentralBin& bin, unsigned cls, const void* p, Fn fn, uint
 }
 
 // One bin's share of a reporter pass; returns the next deadline.
-uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t page_cold_ms, uint64_t* released) {
+uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t batch_cold_ms, uint64_t page_cold_ms,
+                    uint64_t* released) {
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
   uint64_t next = kNever;
@@ -601,7 +602,7 @@ uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t page_cold_ms, uint6
     // This pass looks at the slabs dirtied so far; frees from now on dirty
     // them again for the next one.
     LockGuard bl(bin.lock);
-    if (bin.ntransfer) next = drain_transfer(bin, cls, os::now_ms(), cold_ms);
+    if (bin.ntransfer) next = drain_transfer(bin, cls, os::now_ms(), batch_cold_ms);
     if (bin.quarantine) {
       const uint64_t q = drain_quarantine(bin, cls, os::now_ms(), cold_ms);
       if (q < next) next = q;
@@ -908,12 +909,12 @@ void central_check_live_hardened(unsigned cls, const void* p, Fn fn) {
   live_slab_object(bin, cls, p, fn, &i);
 }
 
-uint64_t central_report_cold(uint64_t cold_ms, uint64_t page_cold_ms, uint64_t* released) {
+uint64_t central_report_cold(uint64_t cold_ms, uint64_t batch_cold_ms, uint64_t page_cold_ms, uint64_t* released) {
   // The hardened mode's quarantined large blocks first: the buddy's part of
   // this pass then gives them back.
   uint64_t next = g.opts.harden ? harden_drain_large(os::now_ms(), cold_ms) : kNever;
   for (unsigned c = 1; c <= kNumClasses; ++c) {
-    const uint64_t n = report_bin(c, cold_ms, page_cold_ms, released);
+    const uint64_t n = report_bin(c, cold_ms, batch_cold_ms, page_cold_ms, released);
     if (n < next) next = n;
   }
   return next;

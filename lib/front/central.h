@@ -117,7 +117,7 @@ void central_free_hardened(unsigned cls, void* p, Fn fn, void (*check)(void* p, 
 void central_check_live_hardened(unsigned cls, const void* p, Fn fn);
 
 // The reporter's slab hook (see Reporter::SlabHook).
-uint64_t central_report_cold(uint64_t cold_ms, uint64_t page_cold_ms, uint64_t* released);
+uint64_t central_report_cold(uint64_t cold_ms, uint64_t batch_cold_ms, uint64_t page_cold_ms, uint64_t* released);
 
 struct CentralTotals {
   uint64_t slab_bytes;      // bytes of slabs in use

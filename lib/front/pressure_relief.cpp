@@ -32,7 +32,7 @@ void relieve_pressure() {
     g_drained_ms = now;
     drain_idle_caches(now, 0, /*force=*/true);
   }
-  central_report_cold(0, 0, &released);
+  central_report_cold(0, 0, 0, &released);
   g.heap.headroom_release(released);  // the estimate falls with it
   g.reporter.pressure().note_relief(released);
   g_done_ms.store(os::now_ms(), std::memory_order_relaxed);

@@ -146,10 +146,13 @@ void Reporter::run() {
       // now: the estimate does not see frees, nor other processes), which is
       // looked at every 10 ms meanwhile: the program may reach it while the
       // reporter waits (and a request then has nothing to change).
+      // (A request while a mass free is followed — the pass's own drains
+      // free memory — waits no longer than the following does.)
+      const uint64_t wait = follow_ ? (opts_->delay_ms + 3) / 4 : opts_->delay_ms;
       if (!pressure_.mark_bytes()) {
-        pause_ms(opts_->delay_ms);
+        pause_ms(wait);
       } else {
-        for (const uint64_t until = now + opts_->delay_ms; !pressed(now) && now < until; now = os::now_ms())
+        for (const uint64_t until = now + wait; !pressed(now) && now < until; now = os::now_ms())
           pause_ms(until - now < 10 ? until - now : 10);
       }
       if (!state_.compare_exchange_strong(s, kActive)) continue;
@@ -167,9 +170,8 @@ void Reporter::run() {
       // (the drain stamps it so), so this same pass can report it.
       // (After COLD_MS / 2 without a call: with the return curve most of what
       // the heap holds is back by then, and a cache is small to refill.)
-      const uint64_t idle_ms = opts_->cold_ms / 2 > opts_->delay_ms ? opts_->cold_ms / 2 : opts_->delay_ms;
       const uint64_t in_use = in_use_pages();
-      next = cache_hook_ ? cache_hook_(os::now_ms(), idle_ms < opts_->cold_ms ? idle_ms : opts_->cold_ms, false) : kNever;
+      next = cache_hook_ ? cache_hook_(os::now_ms(), idle_ms(), false) : kNever;
       discount_since(in_use);
       // Under a limit the curve keeps no more than the headroom to its mark;
       // (and while near it, with free memory held, the usage is looked at
@@ -220,6 +222,11 @@ bool Reporter::report_block(uint32_t idx, uint64_t* released) {
   stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
   if (!ok) stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
   return ok;
+}
+
+uint64_t Reporter::idle_ms() const {
+  const uint64_t half = opts_->cold_ms / 2 > opts_->delay_ms ? opts_->cold_ms / 2 : opts_->delay_ms;
+  return half < opts_->cold_ms ? half : opts_->cold_ms;
 }
 
 uint64_t Reporter::in_use_pages() {
@@ -305,7 +312,8 @@ uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
     OutBuf o(2);
     o.str("ebbmalloc: pass: keep ").bytes(plan.keep_pages << kPageShift).str(" (swing ");
     o.bytes(plan.swing_pages << kPageShift).str("), excess ").bytes(plan.excess_pages << kPageShift);
-    o.str(", slab pages after ").u64(plan.slab_cold_ms).str(" ms, gave back ").bytes(*released - before).chr('\n');
+    o.str(", slab pages after ").u64(plan.slab_cold_ms).str(" ms, gave back ").bytes(*released - before);
+    o.str(", in use ").bytes(in_use_pages() << kPageShift).str(plan.follow ? " (following a mass free)\n" : "\n");
   }
   now = os::now_ms();
   uint64_t warm;
@@ -339,7 +347,8 @@ uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_ord
   // (Slab pages are single pages: only when single pages are reportable.)
   if (slab_hook_ && min_order == 0) {
     const uint64_t before = *released, in_use = in_use_pages();
-    next = slab_hook_(slab_cold_ms == 0 ? 0 : opts_->cold_ms, slab_cold_ms, released);
+    next = slab_hook_(slab_cold_ms == 0 ? 0 : opts_->cold_ms, slab_cold_ms == 0 ? 0 : idle_ms(), slab_cold_ms,
+                      released);
     discount_since(in_use);
     stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
   }

@@ -61,9 +61,11 @@ class Reporter {
   using CacheHook = uint64_t (*)(uint64_t now, uint64_t cold_ms, bool force);
   // Reports the free pages of slabs still in use that have been free for
   // page_cold_ms (the front end's half of a pass, run in rounds under
-  // batch_lock() with advise_pages()), and moves batches cached for cold_ms
-  // to their slabs; returns the next deadline.
-  using SlabHook = uint64_t (*)(uint64_t cold_ms, uint64_t page_cold_ms, uint64_t* released);
+  // batch_lock() with advise_pages()), moves transfer batches unused for
+  // batch_cold_ms (as long as an idle cache waits) and objects quarantined
+  // for cold_ms to their slabs; returns the next deadline.
+  using SlabHook = uint64_t (*)(uint64_t cold_ms, uint64_t batch_cold_ms, uint64_t page_cold_ms,
+                                uint64_t* released);
   // With no thread: is there enough free memory to be worth starting one?
   using WorthHook = bool (*)();
 
@@ -177,6 +179,9 @@ class Reporter {
   void rearm_notify();
   uint64_t mark_pages() const { return mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1; }
   uint64_t in_use_pages();  // takes the heap lock
+  // Unused this long, a thread cache is drained and a transfer batch goes
+  // to its slabs: COLD_MS / 2 (at least DELAY_MS, at most COLD_MS).
+  uint64_t idle_ms() const;
   // What the reporter moved out of use since `in_use_before` is not a fall
   // in demand: the return curve's history moves down with it.
   void discount_since(uint64_t in_use_before);
