@@ -29,6 +29,7 @@ void Reporter::init(PageHeap* heap, const Options* opts) {
   enabled_ = opts->reporter;
   mark_bytes_ = uint64_t{opts->report_mark_kb} << 10;
   curve_.init(opts->cold_ms, opts->delay_ms, mark_bytes_ >> kPageShift);
+  gap_ms_ = opts->delay_ms;
 }
 
 void Reporter::request_slow(uint32_t s) {
@@ -147,12 +148,11 @@ void Reporter::run() {
       // looked at every 10 ms meanwhile: the program may reach it while the
       // reporter waits (and a request then has nothing to change).
       // (A request while a mass free is followed — the pass's own drains
-      // free memory — waits no longer than the following does.)
-      const uint64_t wait = follow_ ? (opts_->delay_ms + 3) / 4 : opts_->delay_ms;
+      // free memory — waits no longer than the following does: gap_ms_.)
       if (!pressure_.mark_bytes()) {
-        pause_ms(wait);
+        pause_ms(gap_ms_);
       } else {
-        for (const uint64_t until = now + wait; !pressed(now) && now < until; now = os::now_ms())
+        for (const uint64_t until = now + gap_ms_; !pressed(now) && now < until; now = os::now_ms())
           pause_ms(until - now < 10 ? until - now : 10);
       }
       if (!state_.compare_exchange_strong(s, kActive)) continue;
@@ -190,9 +190,9 @@ void Reporter::run() {
       publish_if_due(now);
     }
     if (next != kNever) {
-      // Never pass more often than every delay_ms.
-      const uint64_t gap = follow_ ? (opts_->delay_ms + 3) / 4 : opts_->delay_ms;  // (ReturnPlan::follow)
-      deadline = next > now + gap ? next : now + gap;
+      // Never pass more often than every gap_ms_ (DELAY_MS, or less while
+      // the return curve follows a mass free).
+      deadline = next > now + gap_ms_ ? next : now + gap_ms_;
       uint32_t a = kActive;
       state_.compare_exchange_strong(a, kArmed);  // fails if re-requested: loop
     } else {
@@ -278,6 +278,7 @@ uint64_t Reporter::pressure_pass(uint64_t* released) {
     o.bytes(pressure_.mark_bytes()).str(", gave back ").bytes(*released).chr('\n');
   }
   last_keep_pages_.store(0, std::memory_order_relaxed);
+  gap_ms_ = opts_->delay_ms;
   return now + pressure_wait_ms_;
 }
 
@@ -325,7 +326,7 @@ uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
   // program is looked at now and then; otherwise what is left warm is
   // younger than min_age (or under the mark, and waits for max_age).
   uint64_t look = kNever;
-  follow_ = plan.follow;
+  gap_ms_ = plan.follow ? plan.min_age_ms : opts_->delay_ms;
   // (Also with nothing warm: when the slack ends, free slab pages go back
   // after COLD_MS / 2 instead of 10 * COLD_MS.)
   if (plan.decaying)
@@ -419,6 +420,7 @@ void Reporter::postfork_child() {
 void Reporter::postfork_child_interrupted() {
   // The thread does not exist in the child; start a new one on demand.
   curve_.reset();
+  if (opts_) gap_ms_ = opts_->delay_ms;  // (the parent's following is not the child's)
   starting_.store(false, std::memory_order_relaxed);
   retry_at_.store(0, std::memory_order_relaxed);
   state_.store(kNoThread, std::memory_order_relaxed);

@@ -222,7 +222,10 @@ class Reporter {
   uint64_t pressure_wait_ms_ = 0;  // reporter thread only: a pressure pass that found nothing waits longer
   std::atomic<uint64_t> pressure_quiet_until_{0};  // request_pressure() does nothing before then
   std::atomic<uint64_t> last_keep_pages_{0};  // what the last pass kept (statistics)
-  bool follow_ = false;  // a mass free's swing is decaying: pass every DELAY_MS / 4 (reporter thread only)
+  // Reporter thread only: the least time between passes, and a request's
+  // wait before one: DELAY_MS, or the plan's min_age_ms while it follows a
+  // mass free (ReturnPlan::follow).
+  uint64_t gap_ms_ = 0;
   uint64_t frontier_ = 0;         // the heap's at the last pass
 };
 
