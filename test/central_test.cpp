@@ -15,6 +15,8 @@
 #include "front/central.h"
 #include "front/free_list.h"
 #include "front/globals.h"
+#include "front/thread_cache.h"
+#include "os/os.h"
 
 using namespace ebb;
 
@@ -162,6 +164,76 @@ TEST_F(CentralTest, TransferBatchesPassBetweenCachesAndDrainToSlabsWhenCold) {
   EXPECT_EQ(g.bins[kCls].transfer_objects, 0u);
   EXPECT_EQ(central_totals().free_bytes, free_before) << "the objects are still counted free, now in their slab";
   for (unsigned i = n; i < kPer; ++i) central_free_one(kCls, objs[i]);
+}
+
+TEST_F(CentralTest, RefillsTakeTheFullestOfTheFirstSlabs) {
+  // Three full slabs, then frees into each: 1, 3 and 2 objects. The partial
+  // list is LIFO (the last slab freed into first); a refill takes from the
+  // fullest instead, so the emptier slabs can drain to empty.
+  ASSERT_GE(kPer, 4u);
+  std::vector<char*> objs = alloc(3 * kPer);
+  const PageDesc* descs = g.heap.region().descs();
+  auto slab_of = [&](const void* p) { return descs[g.heap.region().page_index(p)].slab; };
+  std::vector<std::vector<char*>> by_slab;
+  std::vector<const Slab*> slabs;
+  for (char* o : objs) {
+    unsigned k = 0;
+    while (k < slabs.size() && slabs[k] != slab_of(o)) ++k;
+    if (k == slabs.size()) {
+      slabs.push_back(slab_of(o));
+      by_slab.emplace_back();
+    }
+    by_slab[k].push_back(o);
+  }
+  ASSERT_EQ(slabs.size(), 3u) << "three new slabs, each filled";
+  const unsigned frees[3] = {1, 3, 2};
+  for (unsigned k = 0; k < 3; ++k)
+    for (unsigned i = 0; i < frees[k]; ++i) central_free_one(kCls, by_slab[k][i]);
+  EXPECT_NE(g.bins[kCls].partial, slabs[0]) << "the LIFO head is a slab freed into later";
+  void* head = nullptr;
+  ASSERT_EQ(central_alloc_batch(kCls, 1, &head), 1u);
+  EXPECT_EQ(head, by_slab[0][0]) << "the object freed into the fullest slab";
+  by_slab[0][0] = static_cast<char*>(head);
+  for (unsigned k = 0; k < 3; ++k)
+    for (unsigned i = k == 0 ? 0 : frees[k]; i < kPer; ++i) central_free_one(kCls, by_slab[k][i]);
+}
+
+TEST_F(CentralTest, ThreadCacheBudgetFollowsLiveMemoryNotFreeSlabObjects) {
+  // 16 MiB of slabs, three quarters of it free objects (every slab keeps a
+  // quarter live): 4 MiB in use by the program.
+  std::vector<char*> objs = alloc(1024);
+  std::vector<char*> kept;
+  for (size_t i = 0; i < objs.size(); ++i) {
+    if (i % 4 == 0) kept.push_back(objs[i]);
+    else central_free_one(kCls, objs[i]);
+  }
+  ASSERT_GE(central_totals().free_bytes, uint64_t{12} << 20);
+  {
+    // What a reporter pass samples: the pages in use, the slabs' free part.
+    LockGuard h(g.heap.lock());
+    uint64_t peak_ms;
+    g.heap.take_in_use_peak(os::now_ms(), &peak_ms);
+  }
+  drain_idle_caches(os::now_ms(), uint64_t{1} << 40, false);
+  // A thread then churns twelve classes of 1-8 KiB through its cache: each
+  // slow-path call lets a class hold more (up to 128 KiB of it), within the
+  // thread's budget. Of the 16 MiB in use, what counts is the 4 MiB the
+  // program uses: a budget of 256 KiB (16 MiB / 8 = 2 MiB would let every
+  // class reach its 128 KiB: 1.5 MiB cached).
+  std::vector<void*> held;
+  for (int round = 0; round < 40; ++round) {
+    for (size_t size = 1024; size <= 8192; size += size / 4) {
+      for (int i = 0; i < 48; ++i) held.push_back(malloc_small(size));
+    }
+    for (void* p : held) free_small(p, g.heap.region().page_class()[g.heap.region().page_index(p)]);
+    held.clear();
+  }
+  const uint64_t cached = thread_cache_bytes(nullptr);
+  EXPECT_GT(cached, uint64_t{64} << 10) << "the classes in use did grow";
+  EXPECT_LE(cached, uint64_t{512} << 10) << "the budget (256 KiB) plus each class's start";
+  thread_cache_flush_mine();
+  EXPECT_EQ(thread_cache_bytes(nullptr), 0u);
+  for (char* o : kept) central_free_one(kCls, o);
 }
 
 TEST_F(CentralTest, RandomSequencesKeepTheInvariants) {

@@ -736,6 +736,21 @@ void check_bin_if_enabled([[maybe_unused]] CentralBin& bin, [[maybe_unused]] uns
 
 }  // namespace
 
+// Bin lock held. The slab a refill takes from: the fullest of the first
+// kPickSlabs warm slabs (else the first slab with reported pages). The
+// partial list is LIFO (a slab that got a free goes first); taking from the
+// fullest instead lets the emptier ones drain to empty and go back to the
+// heap, so a class with lifetimes at random keeps fewer slabs half free.
+constexpr unsigned kPickSlabs = 4;
+Slab* pick_slab(const CentralBin& bin) {
+  Slab* best = bin.partial;
+  if (!best || best == bin.boundary) return best;
+  unsigned k = 1;
+  for (Slab* s = best->next; s && s != bin.boundary && k < kPickSlabs; s = s->next, ++k)
+    if (s->nfree < best->nfree) best = s;
+  return best;
+}
+
 unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned fit) {
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
@@ -752,7 +767,7 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
   unsigned got = 0;
   Chain link;
   while (got < want) {
-    Slab* s = bin.partial;
+    Slab* s = pick_slab(bin);
     if (!s && !(s = new_slab(bin, cls))) break;
     const bool was_reported = has_reported_objects(s);
     got += take_objects(bin, sc, s, want - got, link);
