@@ -140,28 +140,30 @@ bool steal_capacity(ThreadCache* tc, unsigned cls, uint64_t need) {
   return need == 0;
 }
 
-// What the thread caches' budget follows: the pages in use less the free
-// objects the slabs hold. With the pages in use alone, a small program whose
-// slabs are half free let its caches grow with that free memory, and the
-// objects they held pinned more slabs (`tinymixed`: ~0.9 MiB live, 2.3 MiB
-// of pages in use, 1.2 MiB of it free objects in slabs). The slabs' free part is sampled at each reporter pass
-// (drain_idle_caches); between passes the heap's hint moves on its own.
-constinit std::atomic<uint64_t> g_slab_free_pages{0};
-
-uint64_t budget_basis_pages() {
-  const uint64_t in_use = g.heap.in_use_hint(), free = g_slab_free_pages.load(std::memory_order_relaxed);
-  return in_use > free ? in_use - free : 0;
+// How far a thread's caches may grow beyond their start (before the bounds
+// of grow_bin): an eighth of the heap's pages in use (as of its last growth
+// or reporter pass), scaled down by the heap's size below 8 MiB. In a small
+// heap the caches are a large part of it, and the objects they hold pin
+// slabs that would go back: `tinymixed` (0.9 MiB live in 2.3 MiB of pages
+// in use, half of it free objects in slabs) peaked 0.35 MiB higher with a
+// flat eighth. Larger heaps keep it: their caches' batches are what keeps
+// threads that pass objects to each other off the central bins' locks
+// (`BM_RemoteFree` took 1.6x the time with a sixteenth of the memory in
+// use, 3x with 64 KiB), and a thread allocating 1000 objects of 8 KiB at a
+// time (`BM_BatchRandom/8192`) 6% more with that sixteenth.
+uint64_t cache_budget_bytes() {
+  constexpr uint64_t kFull = uint64_t{8} << 20;
+  const uint64_t in_use = g.heap.in_use_hint() << kPageShift;
+  return in_use >= kFull ? in_use / 8 : in_use / 8 * in_use / kFull;
 }
 
 // A slow-path call on a bin: the class is in use, let the cache hold more
 // of it (slow start, as tcmalloc's per-class list lengths), within the
-// thread's budget for growth beyond the classes' start: a sixteenth of the
-// heap in use less its slabs' free objects (above), at least 64 KiB, at most
-// EBBMALLOC_THREAD_CACHE_KB (2 MiB). Past it, a growing class takes capacity
-// from the others, so a thread's caches follow what it uses and a small
-// program's stay small (a 1 MiB program: 2.7 MiB cached without it). (An
-// eighth of the pages in use before: `tinymixed` peaked 0.35 MiB higher;
-// `alloctest` at 9 MiB executes 0.8% fewer instructions with it, cachegrind.)
+// thread's budget for growth beyond the classes' start (cache_budget_bytes),
+// at least 64 KiB, at most EBBMALLOC_THREAD_CACHE_KB (2 MiB). Past it, a
+// growing class takes capacity from the others, so a thread's caches follow
+// what it uses and a small program's stay small (a 1 MiB program: 2.7 MiB
+// cached without it).
 void grow_bin(ThreadCache* tc, unsigned cls) {
   const uint32_t cap = class_info(cls).cache_max, m = tc->max[cls];
   if (m == 0 || m >= cap) return;  // (0: the hardened mode)
@@ -169,7 +171,7 @@ void grow_bin(ThreadCache* tc, unsigned cls) {
   const uint64_t add = uint64_t{grown - m} * class_info(cls).size;
   // (The option's least value is 64 KiB: the bounds never cross.)
   const uint64_t most = uint64_t{g.opts.thread_cache_kb} << 10, least = uint64_t{64} << 10;
-  const uint64_t by_use = (budget_basis_pages() << kPageShift) / 16;
+  const uint64_t by_use = cache_budget_bytes();
   const uint64_t budget = by_use < least ? least : (by_use > most ? most : by_use);
   if (tc->grown_bytes + add > budget && !steal_capacity(tc, cls, tc->grown_bytes + add - budget)) return;
   tc->bins[cls].room += grown - m;
@@ -579,7 +581,6 @@ void thread_cache_flush_mine() {
 }
 
 uint64_t drain_idle_caches(uint64_t now, uint64_t cold_ms, bool force) {
-  g_slab_free_pages.store(central_totals().free_bytes >> kPageShift, std::memory_order_relaxed);
   uint64_t next = Reporter::kNever;
   ThreadCache* mine = t_cache;
   LockGuard r(g_registry_lock);
