@@ -139,4 +139,39 @@ TEST_F(Headroom, HugeMappingsCountAndUnmapsLowerTheEstimate) {
   EXPECT_TRUE(h_.pressure_urgent());
 }
 
+
+// Without a limit: a large request that faults memory in gives back the warm
+// free memory beyond a cushion (an eighth of what is in use), and no more
+// than that, even when the coldest warm block is larger: only part of it
+// goes back, the rest stays warm for the next request.
+TEST(LargeRequest, GivesBackNoMoreThanItsShareOfTheColdestBlock) {
+  std::atomic<size_t> extent{0};
+  PageHeap h;
+  ASSERT_TRUE(h.init(size_t{1} << 30, &extent, /*report_order=*/0, /*mark_pages=*/256, nullptr, false));
+  LockGuard g(h.lock());
+  auto take = [&](uint64_t bytes) {
+    PageRun r;
+    EXPECT_TRUE(h.alloc_pages(static_cast<uint32_t>(bytes >> kPageShift), 0, &r));
+    PageDesc& d = h.region().descs()[r.idx];
+    d.kind = PageKind::kLargeHead;
+    d.npages = r.npages;
+    return r;
+  };
+  take(32 * kMiB);  // 64 MiB in use (a block is at most 32 MiB)
+  take(32 * kMiB);
+  const PageRun a = take(16 * kMiB);
+  take(4096);  // keeps a's block from joining the fresh memory above it
+  h.free_pages(a.idx, a.npages);
+  ASSERT_EQ(h.buddy().warm_reportable_pages() << kPageShift, 16 * kMiB);
+  // 20 MiB do not fit a's 16: they come from fresh memory, and 84 MiB are
+  // then in use (cushion 10.5 MiB): 5.5 MiB of a's block go back.
+  const PageRun b = take(20 * kMiB);
+  EXPECT_EQ(b.reported, b.npages) << "the 20 MiB come from fresh memory";
+  const uint64_t given = h.given_back_bytes(), warm = h.buddy().warm_reportable_pages() << kPageShift;
+  EXPECT_GT(given, 4 * kMiB);
+  EXPECT_LE(given, 6 * kMiB) << "not the whole 16 MiB block";
+  EXPECT_EQ(given + warm, 16 * kMiB);
+  EXPECT_EQ(h.buddy().check(true), 0u);
+}
+
 }  // namespace

@@ -360,6 +360,14 @@ void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {
   free_block(idx, o, nrep, now);
 }
 
+void Buddy::putback_part(uint32_t idx) {
+  PageDesc& h = d(idx);
+  EBB_ASSERT(h.kind == PageKind::kIsolated);
+  const unsigned o = h.order;
+  c_.isolated_pages -= pages(o);
+  free_block(idx, o, count_reported(idx, pages(o)), h.stamp);
+}
+
 // ---- invariant checker -----------------------------------------------------
 
 unsigned Buddy::check(bool print) const {

@@ -88,6 +88,10 @@ class Buddy {
   // Returns an isolated block: reported (every page now given back) or, if
   // its madvise failed, as it was.
   void putback(uint32_t idx, bool reported, uint64_t now);
+  // Returns an isolated block of which only some pages were given back
+  // (their reported bits set by the caller): it keeps its free time, and
+  // goes to the warm run while any page is resident.
+  void putback_part(uint32_t idx);
 
   // Clears the reported bits of pages [idx, idx+n) (they are in use now).
   void clear_reported(uint32_t idx, uint32_t n) { bits_->clear(idx, n); }
