@@ -26,6 +26,13 @@ uint64_t sample() {
 }
 void urge() { ++g_urges; }
 
+// As large.cpp marks a run it takes (the heap checker reads it).
+void mark_large(PageHeap& h, const PageRun& r) {
+  PageDesc& d = h.region().descs()[r.idx];
+  d.kind = PageKind::kLargeHead;
+  d.npages = r.npages;
+}
+
 class Headroom : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -51,12 +58,7 @@ class Headroom : public ::testing::Test {
     mark_large(r);
     EXPECT_EQ(r.reported, 256u) << "the 1 MiB should have come from fresh memory";
   }
-  // As large.cpp does with a run it takes (the heap checker reads it).
-  void mark_large(const PageRun& r) {
-    PageDesc& d = h_.region().descs()[r.idx];
-    d.kind = PageKind::kLargeHead;
-    d.npages = r.npages;
-  }
+  void mark_large(const PageRun& r) { ::mark_large(h_, r); }
   uint64_t warm() {
     LockGuard g(h_.lock());
     return h_.buddy().warm_reportable_pages();
@@ -152,9 +154,7 @@ TEST(LargeRequest, GivesBackNoMoreThanItsShareOfTheColdestBlock) {
   auto take = [&](uint64_t bytes) {
     PageRun r;
     EXPECT_TRUE(h.alloc_pages(static_cast<uint32_t>(bytes >> kPageShift), 0, &r));
-    PageDesc& d = h.region().descs()[r.idx];
-    d.kind = PageKind::kLargeHead;
-    d.npages = r.npages;
+    mark_large(h, r);
     return r;
   };
   take(32 * kMiB);  // 64 MiB in use (a block is at most 32 MiB)

@@ -350,22 +350,18 @@ void Buddy::putback(uint32_t idx, bool reported, uint64_t now) {
   EBB_ASSERT(h.kind == PageKind::kIsolated);
   const unsigned o = h.order;
   c_.isolated_pages -= pages(o);
-  uint32_t nrep = h.nrep;
+  // Not all of it: the pages that did go back (before a failed call, or of a
+  // bounded give-back) are those whose bits the give-back set.
+  uint32_t nrep;
   if (reported) {
     bits_->set(idx, pages(o));
     nrep = pages(o);
+  } else {
+    nrep = count_reported(idx, pages(o));
   }
   // free_block merges; a block that merges with a warm buddy is warm again,
   // and only its resident part will be reported next time.
   free_block(idx, o, nrep, now);
-}
-
-void Buddy::putback_part(uint32_t idx) {
-  PageDesc& h = d(idx);
-  EBB_ASSERT(h.kind == PageKind::kIsolated);
-  const unsigned o = h.order;
-  c_.isolated_pages -= pages(o);
-  free_block(idx, o, count_reported(idx, pages(o)), h.stamp);
 }
 
 // ---- invariant checker -----------------------------------------------------

@@ -85,13 +85,11 @@ class Buddy {
   // reporter raises it after a pass to what it kept plus the mark).
   void set_mark_pages(uint64_t pages) { mark_pages_ = pages ? pages : 1; }
 
-  // Returns an isolated block: reported (every page now given back) or, if
-  // its madvise failed, as it was.
+  // Returns an isolated block, free since `now`: reported (every page now
+  // given back) or with the pages its reported bits say (a madvise that
+  // failed part way, a give-back of part of it); it goes to the warm run
+  // while any page is resident.
   void putback(uint32_t idx, bool reported, uint64_t now);
-  // Returns an isolated block of which only some pages were given back
-  // (their reported bits set by the caller): it keeps its free time, and
-  // goes to the warm run while any page is resident.
-  void putback_part(uint32_t idx);
 
   // Clears the reported bits of pages [idx, idx+n) (they are in use now).
   void clear_reported(uint32_t idx, uint32_t n) { bits_->clear(idx, n); }

@@ -119,19 +119,17 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max
   if (pages > warm - cushion) pages = warm - cushion;
   uint64_t given = 0;
   uint32_t i;
-  // The last block taken gives back only what is still wanted: a 16 MiB
-  // block for 2.6 MiB to fault in gave back 6x what was asked, which the
-  // next requests faulted back (`largeblock`: 1.2 GiB given back to fault
-  // in 0.63 GiB over a run).
+  // The last block taken gives back only what is still wanted, and what it
+  // keeps resident keeps its free time: a 16 MiB block for 2.6 MiB to fault
+  // in gave back 6x what was asked, which the next requests faulted back
+  // (`largeblock`: 1.2 GiB given back to fault in 0.63 GiB over a run).
   for (unsigned n = 0; given < (pages << kPageShift) && n < max_blocks &&
                       (largest ? buddy_.isolate_largest(&i) : buddy_.isolate_coldest(now, &i));
        ++n) {
-    bool whole = true;
-    const uint64_t want = pages - (given >> kPageShift);
-    const bool ok = advise_block(i, &given, &give_back_calls_, want, &whole);
-    // (A failed call may follow some that worked: their bits are set too.)
-    if (ok && whole) buddy_.putback(i, true, now);
-    else buddy_.putback_part(i);
+    const uint64_t freed = region_.descs()[i].stamp;
+    const bool ok = advise_block(i, &given, &give_back_calls_, pages - (given >> kPageShift));
+    // (The bits say what went back; a failed call is retried once cold again.)
+    buddy_.putback(i, false, ok ? freed : now);
     if (!ok) break;
   }
   given_back_bytes_ += given;
@@ -182,26 +180,18 @@ void PageHeap::headroom_map(uint64_t bytes) {
   check_headroom((bytes + kPageSize - 1) >> kPageShift, os::now_ms());
 }
 
-bool PageHeap::advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages, bool* whole) {
+bool PageHeap::advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages) {
   const uint32_t end = idx + (uint32_t{1} << region_.descs()[idx].order);
   ReportedBits& bits = region_.reported();
   uint32_t a, b;
-  for (uint32_t k = idx; bits.next_clear_run(k, end, &a, &b); k = b) {
-    if (max_pages == 0) {
-      *whole = false;
-      return true;
-    }
+  for (uint32_t k = idx; max_pages && bits.next_clear_run(k, end, &a, &b); k = b) {
     if (b - a > max_pages) b = a + static_cast<uint32_t>(max_pages);
     const size_t len = size_t{b - a} << kPageShift;
     ++*calls;
     if (os::advise_free(region_.page_addr(a), len, lazy_) != 0) return false;
     *released += len;
-    if (whole) {
-      // (Only a bounded call marks what it gave back: the others' caller
-      // marks the whole block at putback.)
-      bits.set(a, b - a);
-      max_pages -= b - a;
-    }
+    bits.set(a, b - a);
+    max_pages -= b - a;
   }
   return true;
 }

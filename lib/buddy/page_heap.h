@@ -91,11 +91,11 @@ class PageHeap {
   // Gives back the resident pages of the isolated block at idx (its
   // reported bits say which; no lock needed: nobody else touches an
   // isolated block), adding the bytes to *released and the madvise calls to
-  // *calls. Stops at, and returns false for, a call that failed. With
-  // `max_pages`, gives back at most that many (the first resident ones),
-  // sets their reported bits itself and clears *whole if some stay resident.
-  bool advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages = ~uint64_t{0},
-                    bool* whole = nullptr);
+  // *calls, and setting the reported bits of the pages given back (atomic:
+  // the words are shared with other blocks' pages). At most `max_pages`
+  // (the first resident ones). Stops at, and returns false for, a call that
+  // failed.
+  bool advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages = ~uint64_t{0});
   uint64_t given_back_bytes() const { return given_back_bytes_; }
   uint64_t give_back_calls() const { return give_back_calls_; }
 
