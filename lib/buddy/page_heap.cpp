@@ -164,10 +164,13 @@ void PageHeap::check_headroom(uint64_t pages, uint64_t now) {
     // from here (thread caches, free pages of slabs).
     if (headroom_.urge) headroom_.urge();
   }
-  // Largest blocks first: what goes back is what the usage is over by, in
-  // as few calls as possible (a mass of 64 KiB blocks, coldest first, cost
-  // the pressure workload 25k madvise calls per run).
-  const uint64_t given = give_back_warm((est - mark + kPageSize - 1) >> kPageShift, 0, 1024, now, true);
+  // Largest blocks first: what goes back is what the usage is over the
+  // target by, in as few calls as possible (a mass of 64 KiB blocks, coldest
+  // first, cost the pressure workload 25k madvise calls per run; giving back
+  // only what it was over the mark by, a give-back for every request).
+  const uint64_t target = headroom_.target.load(std::memory_order_relaxed);
+  const uint64_t over = est > target ? est - target : 0;
+  const uint64_t given = give_back_warm((over + kPageSize - 1) >> kPageShift, 0, 1024, now, true);
   if (!given) return;
   headroom_release(given);
   ++pressure_give_backs_;

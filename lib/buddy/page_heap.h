@@ -14,6 +14,7 @@ namespace ebb {
 // between the reporter's samples (report/pressure.h sets it up).
 struct Headroom {
   std::atomic<uint64_t> mark{0};      // bytes of usage that are pressure; 0: no limit
+  std::atomic<uint64_t> target{0};    // what a give-back at the mark brings the usage down to
   std::atomic<uint64_t> estimate{0};  // usage at the last sample + what was faulted in since
   // What was counted since the last sample: handed out, maybe not touched
   // yet. A sample adds it to the usage it read (a huge block counted, then

@@ -23,6 +23,12 @@ void Pressure::set_limit(uint64_t limit, LimitSource source) {
   // A mark of at least a page, so that "mark 0" keeps meaning "no limit".
   uint64_t mark = limit / 100 * opts_->pressure_pct + limit % 100 * opts_->pressure_pct / 100;
   if (limit && mark < kPageSize) mark = kPageSize;
+  // Below the mark by half its distance to the limit (85% of the limit with
+  // the default mark): what goes back at the mark makes room for the next
+  // few requests too, instead of a give-back (a usage read, madvise calls)
+  // for every one of them.
+  const uint64_t gap = limit > mark ? (limit - mark) / 2 : 0;
+  heap_->headroom().target.store(mark > gap ? mark - gap : 0, std::memory_order_relaxed);
   heap_->headroom().mark.store(mark, std::memory_order_relaxed);
 }
 

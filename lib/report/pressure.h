@@ -12,13 +12,15 @@
 //   - The return curve never keeps more warm free memory than the headroom
 //     to the mark: nearing the limit, the cushions shrink.
 //   - At or over the mark a pass is a pressure pass: every thread cache is
-//     drained and every warm free page, of any age and order, and every free
-//     page of slabs goes back; the reporter looks again after DELAY_MS, until
-//     the usage is under the mark.
+//     drained, every free page of slabs goes back, and warm free blocks of
+//     any age, largest first, until the usage is down to the target (below
+//     the mark by half its distance to the limit); the reporter looks again
+//     after DELAY_MS, until the usage is under the mark.
 //   - Between samples the page heap keeps an estimate (buddy/page_heap.h,
 //     Headroom): the last sample plus what it faulted in since. A heap about
 //     to fault in memory past the mark reads the usage itself and, still
-//     past it, gives back warm free memory first, synchronously.
+//     past it, gives back warm free memory down to the target first,
+//     synchronously.
 // Nothing of this is on the malloc/free fast paths, and without a limit
 // none of it runs.
 #pragma once
@@ -57,6 +59,9 @@ class Pressure {
   // A limit, or a memory cgroup whose limit may be set later: sample() each pass.
   bool watching() const { return watching_.load(std::memory_order_acquire); }
   uint64_t mark_bytes() const { return heap_ ? heap_->headroom().mark.load(std::memory_order_relaxed) : 0; }
+  // What a pressure pass, or a heap about to fault in past the mark, brings
+  // the usage down to (Headroom::target).
+  uint64_t target_bytes() const { return heap_ ? heap_->headroom().target.load(std::memory_order_relaxed) : 0; }
   // Reporter thread: re-reads a cgroup's limit (at most once a second) and
   // returns the usage now (0 if unreadable or without a limit); the heap's
   // estimate starts again from it.

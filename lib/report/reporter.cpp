@@ -162,7 +162,7 @@ void Reporter::run() {
     uint64_t released = 0, next;
     const uint64_t usage = pressure_.watching() ? pressure_.sample(now) : 0, mark = pressure_.mark_bytes();
     if (mark && usage >= mark) {
-      next = pressure_pass(&released);
+      next = pressure_pass(usage, &released);
     } else {
       pressure_wait_ms_ = 0;
       pressure_quiet_until_.store(0, std::memory_order_relaxed);
@@ -200,6 +200,34 @@ void Reporter::run() {
       uint32_t a = kActive;
       state_.compare_exchange_strong(a, kIdle);  // fails if re-requested: loop
     }
+  }
+}
+
+void Reporter::give_back_largest(uint64_t bytes, uint64_t* released) {
+  const uint64_t goal = *released + bytes;
+  while (*released < goal) {
+    LockGuard round(batch_lock_);
+    uint32_t idx;
+    uint64_t freed;
+    {
+      LockGuard g(heap_->lock());
+      if (!heap_->buddy().isolate_largest(&idx)) break;
+      freed = heap_->region().descs()[idx].stamp;
+    }
+    // Isolated: madvised without the heap lock (report_block's reasoning).
+    const uint64_t before = *released;
+    uint64_t calls = 0;
+    const bool ok = heap_->advise_block(idx, released, &calls, (goal - *released + kPageSize - 1) >> kPageShift);
+    stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
+    if (!ok) stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
+    {
+      LockGuard g(heap_->lock());
+      // What stays resident keeps its free time (the bits say what went back).
+      heap_->buddy().putback(idx, false, ok ? freed : os::now_ms());
+    }
+    stats_.blocks.fetch_add(1, std::memory_order_relaxed);
+    stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
+    if (!ok) break;
   }
 }
 
@@ -249,12 +277,20 @@ bool Reporter::pressed(uint64_t now) {
   return mark && (pressure_.urgent() || pressure_.sample(now) >= mark);
 }
 
-uint64_t Reporter::pressure_pass(uint64_t* released) {
+uint64_t Reporter::pressure_pass(uint64_t usage, uint64_t* released) {
   pressure_.count_pass();
   const uint64_t in_use = in_use_pages();
   if (cache_hook_) cache_hook_(os::now_ms(), 0, true);
   discount_since(in_use);
-  pass(kNever, 0, 0, released);
+  // The free pages of slabs (and what the caches held) first: only their own
+  // class can use them again. Then of the buddy's warm free memory only what
+  // the usage is over by: the rest is what the program's next requests take
+  // without growing the usage (a batch service's next batch: giving all of
+  // it back at each pass made `pressure` fault in nearly every batch anew).
+  pass(0, 0, 0, released);
+  const uint64_t target = pressure_.target_bytes();
+  if (usage > target + *released) give_back_largest(usage - target - *released, released);
+  rearm_notify();
   pressure_.note_released(*released);
   // Usage that stays over the mark while nothing is free (the program's own
   // memory, or the cgroup's other processes') is not helped by draining the

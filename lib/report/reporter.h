@@ -190,9 +190,14 @@ class Reporter {
   uint64_t curve_pass(uint64_t headroom, uint64_t* released);
   // A memory limit's mark is reached (the heap's estimate, or the usage now).
   bool pressed(uint64_t now);
-  // At or over a memory limit's mark: every cache drained, every free page
-  // back; returns when to look again.
-  uint64_t pressure_pass(uint64_t* released);
+  // At or over a memory limit's mark (`usage`, sampled now): every cache
+  // drained, every free page of slabs back, and warm free blocks, largest
+  // first, until the usage is down to the pressure target; returns when to
+  // look again.
+  uint64_t pressure_pass(uint64_t usage, uint64_t* released);
+  // Warm free blocks back, largest first (the most memory per madvise call),
+  // until *released has grown by `bytes`; the last block only in part.
+  void give_back_largest(uint64_t bytes, uint64_t* released);
   bool report_block(uint32_t idx, uint64_t* released);
   // Publishes if the period is over; returns when the next one is due
   // (kNever without a publisher).
