@@ -125,6 +125,7 @@ typedef struct ebb_options {
   uint32_t thread_cache_kb; /* EBBMALLOC_THREAD_CACHE_KB (2048): most a thread's cache grows to */
   uint32_t limit_mb;      /* EBBMALLOC_LIMIT_MB (auto = UINT32_MAX: the cgroup's; 0: none) */
   uint32_t pressure_pct;  /* EBBMALLOC_PRESSURE_PCT (90) */
+  int madvise_batch;      /* EBBMALLOC_MADVISE_BATCH (1): many ranges per system call */
 } ebb_options_t;
 
 /* Fills the first `size` bytes of *out with the newest version that fits

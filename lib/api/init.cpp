@@ -36,6 +36,7 @@ bool do_init() {
   g.heap.buddy().set_split_warm_first(g.opts.split_warm);
   g.heap.headroom().urge = &urge_reporter;
   g.heap.set_lazy(g.opts.madv_free);
+  os::set_advise_batch(g.opts.madvise_batch);
   g.reporter.init(&g.heap, &g.opts);
   g.reporter.set_cache_hook(&drain_idle_caches);
   g.reporter.set_slab_hook(&central_report_cold);

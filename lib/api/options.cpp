@@ -80,6 +80,7 @@ const BoolOpt kBool[] = {
     {"CHECK", &Options::check},
     {"LIVE_STATS", &Options::live_stats},
     {"HARDEN", &Options::harden},
+    {"MADVISE_BATCH", &Options::madvise_batch},
 };
 
 void apply(Options* o, const char* key, const char* value) {

@@ -314,6 +314,7 @@ EBB_EXPORT const ebb_options_t* ebb_options(void) {
   p.harden = o.harden;
   p.limit_mb = o.limit_mb;
   p.pressure_pct = o.pressure_pct;
+  p.madvise_batch = o.madvise_batch;
   return &p;
 }
 

@@ -183,20 +183,45 @@ void PageHeap::headroom_map(uint64_t bytes) {
   check_headroom((bytes + kPageSize - 1) >> kPageShift, os::now_ms());
 }
 
-bool PageHeap::advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages) {
-  const uint32_t end = idx + (uint32_t{1} << region_.descs()[idx].order);
+bool PageHeap::advise_blocks(const uint32_t* ids, unsigned n, bool* ok, uint64_t* released, uint64_t* calls,
+                             uint64_t max_pages) {
   ReportedBits& bits = region_.reported();
-  uint32_t a, b;
-  for (uint32_t k = idx; max_pages && bits.next_clear_run(k, end, &a, &b); k = b) {
-    if (b - a > max_pages) b = a + static_cast<uint32_t>(max_pages);
-    const size_t len = size_t{b - a} << kPageShift;
-    ++*calls;
-    if (os::advise_free(region_.page_addr(a), len, lazy_) != 0) return false;
-    *released += len;
-    bits.set(a, b - a);
-    max_pages -= b - a;
+  os::Range r[os::kAdviseBatch];
+  uint32_t first[os::kAdviseBatch], count[os::kAdviseBatch];
+  unsigned owner[os::kAdviseBatch];
+  bool done[os::kAdviseBatch];
+  unsigned m = 0;
+  bool all = true;
+  // The bits of a run are set once it went back (atomic word ops: the words
+  // are shared with other blocks' pages).
+  auto flush = [&] {
+    *calls += os::advise_free_ranges(r, m, lazy_, done);
+    for (unsigned k = 0; k < m; ++k) {
+      if (done[k]) {
+        *released += r[k].size;
+        bits.set(first[k], count[k]);
+      } else {
+        ok[owner[k]] = all = false;
+      }
+    }
+    m = 0;
+  };
+  for (unsigned i = 0; i < n; ++i) {
+    ok[i] = true;
+    const uint32_t end = ids[i] + (uint32_t{1} << region_.descs()[ids[i]].order);
+    uint32_t a, b;
+    for (uint32_t k = ids[i]; max_pages && bits.next_clear_run(k, end, &a, &b); k = b) {
+      if (b - a > max_pages) b = a + static_cast<uint32_t>(max_pages);
+      r[m] = {region_.page_addr(a), size_t{b - a} << kPageShift};
+      first[m] = a;
+      count[m] = b - a;
+      owner[m] = i;
+      max_pages -= b - a;
+      if (++m == os::kAdviseBatch) flush();
+    }
   }
-  return true;
+  if (m) flush();
+  return all;
 }
 
 void PageHeap::free_pages(uint32_t idx, uint32_t npages, bool count_reported, uint64_t freed_at) {

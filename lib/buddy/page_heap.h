@@ -94,9 +94,18 @@ class PageHeap {
   // isolated block), adding the bytes to *released and the madvise calls to
   // *calls, and setting the reported bits of the pages given back (atomic:
   // the words are shared with other blocks' pages). At most `max_pages`
-  // (the first resident ones). Stops at, and returns false for, a call that
-  // failed.
-  bool advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages = ~uint64_t{0});
+  // (the first resident ones). False if any of it failed to go back (its
+  // bits stay clear).
+  bool advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages = ~uint64_t{0}) {
+    bool ok;
+    return advise_blocks(&idx, 1, &ok, released, calls, max_pages);
+  }
+  // The same for n isolated blocks at once, their resident runs in as few
+  // system calls as the kernel allows (os::advise_free_ranges: a pass's
+  // batch of fragmented blocks in one or two); ok[i] for block i. False if
+  // any failed.
+  bool advise_blocks(const uint32_t* ids, unsigned n, bool* ok, uint64_t* released, uint64_t* calls,
+                     uint64_t max_pages = ~uint64_t{0});
   uint64_t given_back_bytes() const { return given_back_bytes_; }
   uint64_t give_back_calls() const { return give_back_calls_; }
 

@@ -18,6 +18,7 @@ struct Options {
   uint32_t report_order = 0;       // EBBMALLOC_REPORT_ORDER: 0 = 4 KiB .. 9 = 2 MiB
   uint32_t batch = 32;             // EBBMALLOC_BATCH: blocks per isolate/madvise round
   bool madv_free = false;          // EBBMALLOC_MADVISE=dontneed|free
+  bool madvise_batch = true;       // EBBMALLOC_MADVISE_BATCH: many ranges per call (process_madvise)
   StatsMode stats = StatsMode::kOff;  // EBBMALLOC_STATS=0|1|json
   bool verbose = false;            // EBBMALLOC_VERBOSE
   uint32_t reserve_gb = 1024;      // EBBMALLOC_RESERVE_GB: largest heap (address space taken as it grows)

@@ -341,18 +341,36 @@ void isolate(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t pages) {
 }
 
 // No lock held (batch lock held: only this round touches iso_pages). Gives
-// the isolated pages back; returns those that were.
-uint64_t advise_isolated(const Slab* s, uint64_t* released) {
-  uint64_t done = 0;
-  for (uint64_t m = s->iso_pages; m;) {
-    const uint32_t a = static_cast<uint32_t>(__builtin_ctzll(m));
-    const uint64_t gap = ~(m >> a);  // 0 when the run reaches page 63
-    const uint32_t b = gap ? a + static_cast<uint32_t>(__builtin_ctzll(gap)) - 1 : 63;
-    const uint64_t run = span_mask(a, b);
-    if (g.reporter.advise_pages(s->page + a, b - a + 1, released)) done |= run;
-    m &= ~run;
+// the isolated pages of the round's n slabs back, the runs of all of them
+// together (os::advise_free_ranges: a round of thinned slabs, a run or two
+// each, in one or two system calls, not one per run); done[i] = the pages of
+// slab i that went back.
+void advise_isolated(Slab* const* batch, unsigned n, uint64_t* done, uint64_t* released) {
+  os::Range r[os::kAdviseBatch];
+  unsigned owner[os::kAdviseBatch];
+  uint64_t runs[os::kAdviseBatch];
+  bool ok[os::kAdviseBatch];
+  unsigned m = 0;
+  auto flush = [&] {
+    g.reporter.advise_ranges(r, m, ok, released);
+    for (unsigned k = 0; k < m; ++k)
+      if (ok[k]) done[owner[k]] |= runs[k];
+    m = 0;
+  };
+  for (unsigned i = 0; i < n; ++i) {
+    done[i] = 0;
+    for (uint64_t mask = batch[i]->iso_pages; mask;) {
+      const uint32_t a = static_cast<uint32_t>(__builtin_ctzll(mask));
+      const uint64_t gap = ~(mask >> a);  // 0 when the run reaches page 63
+      const uint32_t b = gap ? a + static_cast<uint32_t>(__builtin_ctzll(gap)) - 1 : 63;
+      runs[m] = span_mask(a, b);
+      r[m] = {g.heap.region().page_addr(batch[i]->page + a), size_t{b - a + 1} << kPageShift};
+      owner[m] = i;
+      mask &= ~runs[m];
+      if (++m == os::kAdviseBatch) flush();
+    }
   }
-  return done;
+  if (m) flush();
 }
 
 // Bin lock held. Returns the isolated objects; `reported` pages are now given
@@ -637,11 +655,9 @@ uint64_t report_bin(unsigned cls, uint64_t cold_ms, uint64_t batch_cold_ms, uint
       }
     }
     if (n == 0) break;
+    advise_isolated(batch, n, done, released);
     uint64_t pages = 0;
-    for (unsigned i = 0; i < n; ++i) {
-      done[i] = advise_isolated(batch[i], released);
-      pages += static_cast<uint64_t>(__builtin_popcountll(done[i]));
-    }
+    for (unsigned i = 0; i < n; ++i) pages += static_cast<uint64_t>(__builtin_popcountll(done[i]));
     {
       LockGuard bl(bin.lock);
       const uint64_t now = os::now_ms();

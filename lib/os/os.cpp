@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +87,57 @@ int advise_free(void* p, size_t size, bool lazy) {
   if (g_hooks.advise) return g_hooks.advise(p, size, lazy);
   ErrnoSaver keep;
   return madvise(p, size, lazy ? MADV_FREE : MADV_DONTNEED) == 0 ? 0 : errno;
+}
+
+namespace {
+// process_madvise of the process itself: still to be tried (1), or found
+// refused or switched off (0).
+constinit std::atomic<int> g_advise_batch{1};
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+// PIDFD_SELF_THREAD_GROUP (linux/pidfd.h, 6.14): the calling process, with
+// no descriptor to open, leak into exec or share with a fork child.
+constexpr int kPidfdSelf = -10001;
+}  // namespace
+
+void set_advise_batch(bool on) { g_advise_batch.store(on ? 1 : 0, std::memory_order_relaxed); }
+
+unsigned advise_free_ranges(const Range* r, unsigned n, bool lazy, bool* ok) {
+  unsigned calls = 0, i = 0;
+  if (!g_hooks.advise && n > 1 && g_advise_batch.load(std::memory_order_relaxed)) {
+    ErrnoSaver keep;
+    while (i < n) {
+      struct iovec v[kAdviseBatch];
+      const unsigned m = n - i < kAdviseBatch ? n - i : kAdviseBatch;
+      for (unsigned k = 0; k < m; ++k) v[k] = {r[i + k].p, r[i + k].size};
+      long got = syscall(SYS_process_madvise, kPidfdSelf, v, m, lazy ? MADV_FREE : MADV_DONTNEED, 0);
+      ++calls;
+      // The kernel advises the ranges in order and returns the bytes it
+      // did: those ranges went back.
+      size_t done = got > 0 ? static_cast<size_t>(got) : 0;
+      unsigned k = 0;
+      for (; k < m && done >= r[i + k].size; ++k) {
+        ok[i + k] = true;
+        done -= r[i + k].size;
+      }
+      i += k;
+      if (k == m) continue;
+      // Range i did not go back: it alone with madvise, for its exact result,
+      // and the batch goes on after it. A call that did nothing followed by a
+      // madvise that works means the kernel (or a seccomp filter) refuses
+      // process_madvise itself: not again, in this process.
+      ok[i] = advise_free(r[i].p, r[i].size, lazy) == 0;
+      ++calls;
+      ++i;
+      if (got < 0 && ok[i - 1]) {
+        g_advise_batch.store(0, std::memory_order_relaxed);
+        break;
+      }
+    }
+  }
+  for (; i < n; ++i, ++calls) ok[i] = advise_free(r[i].p, r[i].size, lazy) == 0;
+  return calls;
 }
 
 int populate_write(void* p, size_t size) {

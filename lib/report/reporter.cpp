@@ -214,7 +214,7 @@ void Reporter::give_back_largest(uint64_t bytes, uint64_t* released) {
       if (!heap_->buddy().isolate_largest(&idx)) break;
       freed = heap_->region().descs()[idx].stamp;
     }
-    // Isolated: madvised without the heap lock (report_block's reasoning).
+    // Isolated: madvised without the heap lock (nobody else touches it).
     const uint64_t before = *released;
     uint64_t calls = 0;
     const bool ok = heap_->advise_block(idx, released, &calls, (goal - *released + kPageSize - 1) >> kPageShift);
@@ -231,25 +231,12 @@ void Reporter::give_back_largest(uint64_t bytes, uint64_t* released) {
   }
 }
 
-bool Reporter::advise_pages(uint32_t idx, uint32_t n, uint64_t* released) {
-  const size_t bytes = size_t{n} << kPageShift;
-  stats_.madvise_calls.fetch_add(1, std::memory_order_relaxed);
-  if (os::advise_free(heap_->region().page_addr(idx), bytes, opts_->madv_free) != 0) {
-    stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
-    return false;
+void Reporter::advise_ranges(const os::Range* r, unsigned n, bool* ok, uint64_t* released) {
+  stats_.madvise_calls.fetch_add(os::advise_free_ranges(r, n, opts_->madv_free, ok), std::memory_order_relaxed);
+  for (unsigned k = 0; k < n; ++k) {
+    if (ok[k]) *released += r[k].size;
+    else stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
   }
-  *released += bytes;
-  return true;
-}
-
-bool Reporter::report_block(uint32_t idx, uint64_t* released) {
-  // The block is isolated: nobody else reads or writes its descriptor or
-  // its pages' bits, so the heap lock is not needed here.
-  uint64_t calls = 0;
-  const bool ok = heap_->advise_block(idx, released, &calls);
-  stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
-  if (!ok) stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
-  return ok;
 }
 
 uint64_t Reporter::idle_ms() const {
@@ -401,12 +388,13 @@ uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_ord
         n = cutoff ? heap_->buddy().isolate_cold(o, cutoff, ids, batch) : 0;
       }
       if (n == 0) break;
-      uint64_t before = *released;
-      bool failed = false;
-      for (unsigned i = 0; i < n; ++i) {
-        ok[i] = report_block(ids[i], released);
-        failed |= !ok[i];
-      }
+      uint64_t before = *released, calls = 0;
+      // The blocks are isolated: nobody else reads or writes their
+      // descriptors or their pages' bits, so the heap lock is not needed.
+      const bool failed = !heap_->advise_blocks(ids, n, ok, released, &calls);
+      stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
+      if (failed)
+        for (unsigned i = 0; i < n; ++i) stats_.madvise_failures.fetch_add(ok[i] ? 0 : 1, std::memory_order_relaxed);
       uint64_t now;
       {
         LockGuard g(heap_->lock());

@@ -61,7 +61,7 @@ class Reporter {
   using CacheHook = uint64_t (*)(uint64_t now, uint64_t cold_ms, bool force);
   // Reports the free pages of slabs still in use that have been free for
   // page_cold_ms (the front end's half of a pass, run in rounds under
-  // batch_lock() with advise_pages()), moves transfer batches unused for
+  // batch_lock() with advise_ranges()), moves transfer batches unused for
   // batch_cold_ms (as long as an idle cache waits) and objects quarantined
   // for cold_ms to their slabs; returns the next deadline.
   using SlabHook = uint64_t (*)(uint64_t cold_ms, uint64_t batch_cold_ms, uint64_t page_cold_ms,
@@ -74,9 +74,10 @@ class Reporter {
   void set_slab_hook(SlabHook h) { slab_hook_ = h; }
   void set_worth_hook(WorthHook h) { worth_hook_ = h; }
 
-  // For the slab hook: gives pages [idx, idx+n) of the heap back (no lock
-  // held), counting calls, failures and bytes; false if madvise failed.
-  bool advise_pages(uint32_t idx, uint32_t n, uint64_t* released);
+  // For the slab hook: gives the n ranges back (no lock held; in as few
+  // system calls as os::advise_free_ranges can), counting calls, failures
+  // and the bytes that went back; ok[i] for range i.
+  void advise_ranges(const os::Range* r, unsigned n, bool* ok, uint64_t* released);
   // Held for a whole isolate/madvise/putback round, so that fork never
   // sees memory taken off its lists.
   Mutex& batch_lock() { return batch_lock_; }
@@ -198,7 +199,6 @@ class Reporter {
   // Warm free blocks back, largest first (the most memory per madvise call),
   // until *released has grown by `bytes`; the last block only in part.
   void give_back_largest(uint64_t bytes, uint64_t* released);
-  bool report_block(uint32_t idx, uint64_t* released);
   // Publishes if the period is over; returns when the next one is due
   // (kNever without a publisher).
   uint64_t publish_if_due(uint64_t now);
