@@ -1,7 +1,7 @@
 // The page heap against a memory limit's mark (PageHeap::check_headroom),
 // on its own, with the reporter out of the way: a request that would fault
 // memory in past the mark reads the usage and gives back warm free memory
-// first, as much as it would exceed the mark by; the usage read beats the
+// first, as much as it would exceed the target (below the mark) by; the usage read beats the
 // estimate; without a mark nothing happens. (The whole mechanism, reporter
 // included, is test/pressure_test.cpp and test/pressure_limit_test.sh.)
 #include <gtest/gtest.h>
@@ -63,8 +63,11 @@ class Headroom : public ::testing::Test {
     LockGuard g(h_.lock());
     return h_.buddy().warm_reportable_pages();
   }
-  void set_headroom(uint64_t mark, uint64_t estimate) {
+  // `target`: what a give-back brings the usage down to (Pressure sets it
+  // below the mark by half its distance to the limit); 0 = the mark.
+  void set_headroom(uint64_t mark, uint64_t estimate, uint64_t target = 0) {
     h_.headroom().mark.store(mark);
+    h_.headroom().target.store(target ? target : mark);
     h_.headroom().estimate.store(estimate);
     h_.headroom().sample = &sample;
     h_.headroom().urge = &urge;
@@ -91,17 +94,18 @@ TEST_F(Headroom, UnderTheMarkTheEstimateGrowsAndNothingGoesBack) {
 }
 
 TEST_F(Headroom, PastTheMarkWarmMemoryGoesBackFirst) {
-  // The estimate and the usage say 99.5 MiB: 1 MiB more is 0.5 MiB past.
-  set_headroom(100 * kMiB, 99 * kMiB + kMiB / 2);
+  // The estimate and the usage say 99.5 MiB: 1 MiB more is 0.5 MiB past
+  // the mark, 2.5 MiB past the target.
+  set_headroom(100 * kMiB, 99 * kMiB + kMiB / 2, 98 * kMiB);
   g_usage = 99 * kMiB + kMiB / 2;
   take_fresh();
   EXPECT_EQ(g_samples, 1);
   EXPECT_EQ(g_urges, 1);
   EXPECT_EQ(h_.pressure_give_backs(), 1u);
-  // At least what the mark is exceeded by, and not all of it: the coldest
-  // 64 KiB blocks up to that.
-  EXPECT_GE(h_.pressure_given_back_bytes(), kMiB / 2);
-  EXPECT_LT(h_.pressure_given_back_bytes(), 2 * kMiB);
+  // What the target is exceeded by, and not all of it: warm blocks, largest
+  // first, up to that (the last in part).
+  EXPECT_GE(h_.pressure_given_back_bytes(), 2 * kMiB + kMiB / 2);
+  EXPECT_LT(h_.pressure_given_back_bytes(), 3 * kMiB);
   EXPECT_EQ(warm(), warm_ - (h_.pressure_given_back_bytes() >> kPageShift));
   EXPECT_EQ(h_.headroom().estimate.load(), 100 * kMiB + kMiB / 2 - h_.pressure_given_back_bytes());
   LockGuard g(h_.lock());
