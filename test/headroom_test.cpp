@@ -147,7 +147,7 @@ TEST_F(Headroom, HugeMappingsCountAndUnmapsLowerTheEstimate) {
 
 
 // Without a limit: a large request that faults memory in gives back the warm
-// free memory beyond a cushion (an eighth of what is in use), and no more
+// free memory beyond a cushion (a fifth of what is in use), and no more
 // than that, even when the coldest warm block is larger: only part of it
 // goes back, the rest stays warm for the next request.
 TEST(LargeRequest, GivesBackNoMoreThanItsShareOfTheColdestBlock) {
@@ -161,14 +161,13 @@ TEST(LargeRequest, GivesBackNoMoreThanItsShareOfTheColdestBlock) {
     mark_large(h, r);
     return r;
   };
-  take(32 * kMiB);  // 64 MiB in use (a block is at most 32 MiB)
-  take(32 * kMiB);
+  take(32 * kMiB);  // 32 MiB in use
   const PageRun a = take(16 * kMiB);
   take(4096);  // keeps a's block from joining the fresh memory above it
   h.free_pages(a.idx, a.npages);
   ASSERT_EQ(h.buddy().warm_reportable_pages() << kPageShift, 16 * kMiB);
-  // 20 MiB do not fit a's 16: they come from fresh memory, and 84 MiB are
-  // then in use (cushion 10.5 MiB): 5.5 MiB of a's block go back.
+  // 20 MiB do not fit a's 16: they come from fresh memory, and 52 MiB are
+  // then in use (cushion 10.4 MiB): 5.6 MiB of a's block go back.
   const PageRun b = take(20 * kMiB);
   EXPECT_EQ(b.reported, b.npages) << "the 20 MiB come from fresh memory";
   const uint64_t given = h.given_back_bytes(), warm = h.buddy().warm_reportable_pages() << kPageShift;
