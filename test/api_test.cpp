@@ -159,6 +159,36 @@ TEST(Api, ReallocShrinksLargeInPlace) {
   free(q);
 }
 
+TEST(Api, ReallocGrowsLargeInPlaceIntoFreePagesAfterIt) {
+  // A 5 MiB block (past the thread's cache of large blocks) is taken from
+  // an 8 MiB buddy block or a run; grown by 64 KiB it stays where it is
+  // when the pages after it are free, as the rest of such a block is (unless
+  // another thread took them meanwhile: a few tries).
+  constexpr size_t kSize = size_t{5} << 20, kMore = size_t{64} << 10;
+  std::vector<void*> keep;
+  int in_place = 0;
+  for (int i = 0; i < 8; ++i) {
+    char* a = static_cast<char*>(malloc(kSize));
+    ASSERT_NE(a, nullptr);
+    fill(a, kSize, 11 + i);
+    void* q = realloc(a, kSize + kMore);
+    ASSERT_NE(q, nullptr);
+    EXPECT_TRUE(check(q, kSize, 11 + i));
+    EXPECT_GE(malloc_usable_size(q), kSize + kMore);
+    in_place += q == a;
+    keep.push_back(q);
+  }
+  EXPECT_GE(in_place, 4) << "grown in place";
+  // Past what is free after it: moved, contents kept.
+  fill(keep[0], kSize + kMore, 3);
+  void* r = realloc(keep[0], size_t{24} << 20);
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(check(r, kSize + kMore, 3));
+  keep[0] = r;
+  for (void* s : keep) free(s);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
 TEST(Api, AlignedAllocationFamily) {
   for (size_t a = 8; a <= (size_t{64} << 20); a <<= 1) {
     for (size_t n : {size_t{1}, size_t{100}, size_t{5000}, size_t{40000}}) {

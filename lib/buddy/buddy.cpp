@@ -227,6 +227,43 @@ bool Buddy::alloc_run(uint32_t npages, uint64_t min_warm, uint64_t now, unsigned
   return true;
 }
 
+uint32_t Buddy::free_head_of(uint32_t k) const {
+  for (unsigned o = 0; o <= kMaxOrder; ++o) {
+    const uint32_t h = k & ~(pages(o) - 1);
+    if (d(h).kind == PageKind::kFreeHead && d(h).order == o) return h;
+  }
+  return kNil;
+}
+
+uint32_t Buddy::free_pages_from(uint32_t a, uint32_t n) const {
+  uint32_t k = a;
+  while (k < a + n && k < *frontier_) {
+    const uint32_t h = free_head_of(k);
+    if (h == kNil) break;
+    k = h + pages(d(h).order);
+  }
+  return (k < a + n ? k : a + n) - a;
+}
+
+bool Buddy::take_range(uint32_t a, uint32_t n) {
+  if (free_pages_from(a, n) < n) return false;
+  const uint32_t end = a + n;
+  for (uint32_t k = a; k < end;) {
+    const uint32_t h = free_head_of(k);
+    const unsigned o = d(h).order;
+    const uint64_t stamp = d(h).stamp;
+    const uint32_t block_end = h + pages(o);
+    list_del(h, o);
+    d(h).kind = PageKind::kFreeTail;
+    // The parts outside the range are sub-blocks of this block: they merge
+    // only among themselves (the range's pages are no heads now).
+    if (h < a) free_range(h, a - h, true, stamp);
+    if (block_end > end) free_range(end, block_end - end, true, stamp);
+    k = block_end;
+  }
+  return true;
+}
+
 // ---- freeing ---------------------------------------------------------------
 
 void Buddy::free_block(uint32_t idx, unsigned order, uint32_t nrep, uint64_t stamp) {

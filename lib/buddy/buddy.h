@@ -53,6 +53,14 @@ class Buddy {
   // most warm pages, if it has at least `min_warm`. The run's blocks leave
   // their lists; what the last block has beyond the run is freed again.
   bool alloc_run(uint32_t npages, uint64_t min_warm, uint64_t now, unsigned max_starts, uint32_t* idx);
+  // How many of the pages [a, a+n) are free from a on, in free blocks end
+  // to end (listed ones: not an isolated block, not past the frontier).
+  uint32_t free_pages_from(uint32_t a, uint32_t n) const;
+  // Takes pages [a, a+n) off the free lists if all of them are free: the
+  // blocks that hold them leave their lists, and their parts before a and
+  // after a+n are freed again (with their reported bits and free times).
+  // A large block grows in place this way (realloc).
+  bool take_range(uint32_t a, uint32_t n);
   // Adds a free block (merging with free buddies). `nrep` is the number of
   // its pages whose `reported` bit is set.
   // `stamp`: when the block became free (normally now; earlier for pages
@@ -114,6 +122,9 @@ class Buddy {
     uint32_t boundary = kNil;  // first fully reported block, kNil if none
   };
   PageDesc& d(uint32_t i) const { return descs_[i]; }
+  // The head of the free block that holds page k (heads are aligned to their
+  // order), or kNil.
+  uint32_t free_head_of(uint32_t k) const;
   static uint32_t pages(unsigned o) { return uint32_t{1} << o; }
   bool fully_reported(uint32_t i) const { return d(i).nrep == pages(d(i).order); }
   // The oldest warm block of order o (just before the boundary), or kNil.

@@ -23,10 +23,14 @@ bool PageHeap::init(size_t max_bytes, std::atomic<size_t>* extent, unsigned repo
 
 bool PageHeap::grow_for(unsigned order, uint64_t now) {
   const uint32_t need = uint32_t{1} << order;
+  const uint32_t start = static_cast<uint32_t>(align_up(region_.frontier(), need));
+  return grow_to(uint64_t{start} + need, uint64_t{start} + (need > kGrowPages ? need : kGrowPages), now);
+}
+
+bool PageHeap::grow_to(uint64_t need_end, uint64_t want_end, uint64_t now) {
   const uint32_t old = region_.frontier();
-  const uint32_t start = static_cast<uint32_t>(align_up(old, need));
-  uint64_t end = uint64_t{start} + (need > kGrowPages ? need : kGrowPages);
-  if (end > region_.total_pages()) end = uint64_t{start} + need;
+  uint64_t end = want_end > need_end ? want_end : need_end;
+  if (end > region_.total_pages()) end = need_end;
   if (end > region_.total_pages() || !region_.grow(static_cast<uint32_t>(end))) return false;
   // With EBBMALLOC_VERBOSE, say when the heap first serves memory: tests use
   // it to check that a preloaded program really allocates from ebbmalloc.
@@ -86,6 +90,13 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
   // A block longer than the request: its tail goes back at once (with its
   // reported bits: the tail of a reported block stays reported).
   if (npages < size) buddy_.free_range(idx + npages, size - npages, true, now);
+  out->idx = idx;
+  out->npages = npages;
+  out->reported = settle(idx, npages, keep_reported, now);
+  return true;
+}
+
+uint32_t PageHeap::settle(uint32_t idx, uint32_t npages, bool keep_reported, uint64_t now) {
   const uint32_t used_rep = buddy_.count_reported(idx, npages);
   if (used_rep && !keep_reported) {
     buddy_.clear_reported(idx, npages);
@@ -101,9 +112,19 @@ bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
     in_use_peak_ = used;
     in_use_peak_ms_ = now;
   }
-  out->idx = idx;
-  out->npages = npages;
-  out->reported = used_rep;
+  return used_rep;
+}
+
+bool PageHeap::extend(uint32_t idx, uint32_t npages, uint32_t more) {
+  const uint32_t a = idx + npages;
+  if (uint64_t{a} + more > region_.total_pages()) return false;
+  const uint64_t now = os::now_ms();
+  // Free pages up to the frontier and the rest beyond it: the heap grows
+  // under the block (a program growing its last buffer).
+  const uint32_t free = buddy_.free_pages_from(a, more);
+  if (free < more && (a + free != region_.frontier() || !grow_to(uint64_t{a} + more, uint64_t{a} + (more > kGrowPages ? more : kGrowPages), now))) return false;
+  if (!buddy_.take_range(a, more)) return false;
+  settle(a, more, false, now);
   return true;
 }
 

@@ -51,6 +51,11 @@ class PageHeap {
   // accounts for the pages when it touches them (slabs do, page by page).
   bool alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
                    bool keep_reported = false);
+  // Heap lock held. Grows the large block of `npages` at idx by `more` pages
+  // in place, if the pages after it are free (or past the frontier, which
+  // then advances): false, and nothing changed, otherwise. The new pages are
+  // accounted as alloc_pages's are.
+  bool extend(uint32_t idx, uint32_t npages, uint32_t more);
   // Heap lock held. The pages' kinds are reset here. Their reported bits are
   // counted if `count_reported` (a slab whose pages were partly given back);
   // otherwise all the pages are resident (warm) and their bits clear.
@@ -147,6 +152,13 @@ class PageHeap {
 
  private:
   bool grow_for(unsigned order, uint64_t now);
+  // The frontier to want_end, or at least need_end if the heap's address
+  // space ends before want_end.
+  bool grow_to(uint64_t need_end, uint64_t want_end, uint64_t now);
+  // Pages [idx, idx+npages) were just taken: their reported pages are
+  // cleared and counted (unless keep_reported), the heap's limit and peak
+  // see them. Returns how many were reported.
+  uint32_t settle(uint32_t idx, uint32_t npages, bool keep_reported, uint64_t now);
   // Takes a block or run for npages (see alloc_pages); false if the heap
   // cannot grow.
   bool take(uint32_t npages, unsigned order, unsigned align_order, uint64_t now, uint32_t* idx, uint32_t* size);

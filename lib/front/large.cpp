@@ -201,12 +201,21 @@ bool large_resize_in_place(void* p, size_t new_size) {
   if (new_size > kMaxBlockSize) return false;
   const uint32_t want = static_cast<uint32_t>((new_size + kPageSize - 1) >> kPageShift);
   const PageDesc* owned = owned_head(p);
-  // Same size, or growing (which never happens in place): no lock needed.
-  if (owned && want >= owned->npages) return want == owned->npages;
+  // Same size: no lock needed.
+  if (owned && want == owned->npages) return true;
   LockGuard h(g.heap.lock());
   PageDesc& d = large_head(p, "realloc(): invalid pointer");
   const uint32_t idx = g.heap.region().page_index(p);
-  if (want >= d.npages) return want == d.npages;
+  if (want == d.npages) return true;
+  if (want > d.npages) {
+    // Grow: into the free pages after the block, if there are enough (no
+    // copy, and the old pages stay resident: a buffer grown 25% at a time to
+    // 16 MiB copied 64 MiB and faulted in 80 MiB, BM_ReallocGrow).
+    if (!g.heap.extend(idx, d.npages, want - d.npages)) return false;
+    d.npages = want;
+    debug_check_heap_locked();
+    return true;
+  }
   // Shrink: the tail goes back to the free lists.
   g.heap.free_pages(idx + want, d.npages - want);
   d.npages = want;
