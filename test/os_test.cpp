@@ -3,8 +3,14 @@
 // one madvise each otherwise, and in both cases exactly which ranges went
 // back.
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -124,6 +130,45 @@ TEST(AdviseRanges, ARangeThatFailsIsTheOnlyOneNotGivenBack) {
     EXPECT_EQ(calls2, 2u);
   }
   expect_thinned(m2);
+}
+
+// A seccomp filter that refuses process_madvise with EPERM, as a container's
+// profile may: the first call finds it, the ranges still go back (one
+// madvise each), and the next calls do not try again.
+TEST(AdviseRanges, ARefusedBatchFallsBackToOneCallPerRange) {
+  ebb::os::set_advise_batch(true);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_madvise, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(3);
+    Mapping m(4 * 100);
+    std::vector<ebb::os::Range> r = thinned(m);
+    std::vector<char> ok(r.size(), 0);
+    // The refused call, then one madvise per range.
+    unsigned calls = ebb::os::advise_free_ranges(r.data(), static_cast<unsigned>(r.size()), false,
+                                                 reinterpret_cast<bool*>(ok.data()));
+    if (calls != r.size() + 1) _exit(4);
+    for (size_t k = 0; k < r.size(); ++k)
+      if (!ok[k] || m.p[(4 * k + 1) * kPage] != 0 || m.p[4 * k * kPage] != 0x5a) _exit(5);
+    // Not tried again: one madvise per range from the start.
+    Mapping m2(4 * 100);
+    std::vector<ebb::os::Range> r2 = thinned(m2);
+    calls = ebb::os::advise_free_ranges(r2.data(), static_cast<unsigned>(r2.size()), false,
+                                        reinterpret_cast<bool*>(ok.data()));
+    _exit(calls == r2.size() ? 0 : 6);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: no filter, 4: calls on the refusal, 5: a range not given back, "
+                                       "6: batching tried again";
 }
 
 }  // namespace
