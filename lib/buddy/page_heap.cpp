@@ -140,20 +140,36 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max
   const uint64_t warm = buddy_.warm_reportable_pages();
   if (warm <= cushion) return 0;
   if (pages > warm - cushion) pages = warm - cushion;
+  const uint64_t want = pages << kPageShift;
   uint64_t given = 0;
-  uint32_t i;
   // The last block taken gives back only what is still wanted, and what it
   // keeps resident keeps its free time: a 16 MiB block for 2.6 MiB to fault
   // in gave back 6x what was asked, which the next requests faulted back
   // (`largeblock`: 1.2 GiB given back to fault in 0.63 GiB over a run).
-  for (unsigned n = 0; given < (pages << kPageShift) && n < max_blocks &&
-                      (largest ? buddy_.isolate_largest(&i) : buddy_.isolate_coldest(now, &i));
-       ++n) {
-    const uint64_t freed = region_.descs()[i].stamp;
-    const bool ok = advise_block(i, &given, &give_back_calls_, pages - (given >> kPageShift));
+  // Blocks are taken until their resident pages cover what is wanted, and
+  // their runs given back together (advise_blocks: one system call for up
+  // to 64 of them; `pressure` gave back 560 MiB in 10.7k calls a run, one a
+  // block).
+  uint32_t ids[os::kAdviseBatch];
+  uint64_t freed[os::kAdviseBatch];
+  bool ok[os::kAdviseBatch];
+  for (unsigned taken = 0; given < want && taken < max_blocks;) {
+    unsigned n = 0;
+    uint64_t resident = 0;
+    uint32_t i;
+    while (n < os::kAdviseBatch && taken + n < max_blocks && given + resident < want &&
+           (largest ? buddy_.isolate_largest(&i) : buddy_.isolate_coldest(now, &i))) {
+      const PageDesc& h = region_.descs()[i];
+      resident += (uint64_t{(uint32_t{1} << h.order) - h.nrep}) << kPageShift;
+      freed[n] = h.stamp;
+      ids[n++] = i;
+    }
+    if (n == 0) break;
+    taken += n;
+    const bool all = advise_blocks(ids, n, ok, &given, &give_back_calls_, (want - given) >> kPageShift);
     // (The bits say what went back; a failed call is retried once cold again.)
-    buddy_.putback(i, false, ok ? freed : now);
-    if (!ok) break;
+    for (unsigned k = 0; k < n; ++k) buddy_.putback(ids[k], false, ok[k] ? freed[k] : now);
+    if (!all) break;
   }
   given_back_bytes_ += given;
   if (verbose_) {
