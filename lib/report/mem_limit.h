@@ -3,8 +3,8 @@
 // The kernel's free page reporting exists so that a host under pressure
 // gets a guest's free pages back; ebbmalloc's host is the cgroup its service
 // runs in. This file finds that cgroup's limit and reads its usage, for the
-// reporter (report/reporter.cpp), which gives every warm free page back when
-// the usage nears the limit (see "Memory pressure" in docs/DESIGN.md).
+// reporter (report/reporter.cpp), which gives free memory back when the
+// usage nears the limit (see "Memory pressure" in docs/DESIGN.md).
 //
 // Discovery (once, when report/pressure.h says; then the reporter re-reads
 // the limit files now and then, since a limit can change at run time):
