@@ -154,16 +154,7 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max
   uint64_t freed[os::kAdviseBatch];
   bool ok[os::kAdviseBatch];
   for (unsigned taken = 0; given < want && taken < max_blocks;) {
-    unsigned n = 0;
-    uint64_t resident = 0;
-    uint32_t i;
-    while (n < os::kAdviseBatch && taken + n < max_blocks && given + resident < want &&
-           (largest ? buddy_.isolate_largest(&i) : buddy_.isolate_coldest(now, &i))) {
-      const PageDesc& h = region_.descs()[i];
-      resident += (uint64_t{(uint32_t{1} << h.order) - h.nrep}) << kPageShift;
-      freed[n] = h.stamp;
-      ids[n++] = i;
-    }
+    const unsigned n = isolate_for(want - given, max_blocks - taken, largest, now, ids, freed);
     if (n == 0) break;
     taken += n;
     const bool all = advise_blocks(ids, n, ok, &given, &give_back_calls_, (want - given) >> kPageShift);
@@ -178,6 +169,21 @@ uint64_t PageHeap::give_back_warm(uint64_t pages, uint64_t cushion, unsigned max
     o.bytes(pages << kPageShift).chr('\n');
   }
   return given;
+}
+
+unsigned PageHeap::isolate_for(uint64_t bytes, unsigned max, bool largest, uint64_t now, uint32_t* ids,
+                               uint64_t* freed) {
+  unsigned n = 0;
+  uint64_t resident = 0;
+  uint32_t i;
+  while (n < os::kAdviseBatch && n < max && resident < bytes &&
+         (largest ? buddy_.isolate_largest(&i) : buddy_.isolate_coldest(now, &i))) {
+    const PageDesc& h = region_.descs()[i];
+    resident += (uint64_t{(uint32_t{1} << h.order) - h.nrep}) << kPageShift;
+    freed[n] = h.stamp;
+    ids[n++] = i;
+  }
+  return n;
 }
 
 void PageHeap::check_headroom(uint64_t pages, uint64_t now) {

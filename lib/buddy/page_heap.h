@@ -111,6 +111,12 @@ class PageHeap {
   // any failed.
   bool advise_blocks(const uint32_t* ids, unsigned n, bool* ok, uint64_t* released, uint64_t* calls,
                      uint64_t max_pages = ~uint64_t{0});
+  // Heap lock held: takes warm blocks of reportable order off their lists
+  // (isolated; the highest order first if `largest`, else the coldest
+  // stamped at or before `now`) until their resident pages cover `bytes`,
+  // at most `max` and os::kAdviseBatch of them. Their ids and free times go
+  // to ids[] and freed[]; returns how many.
+  unsigned isolate_for(uint64_t bytes, unsigned max, bool largest, uint64_t now, uint32_t* ids, uint64_t* freed);
   uint64_t given_back_bytes() const { return given_back_bytes_; }
   uint64_t give_back_calls() const { return give_back_calls_; }
 

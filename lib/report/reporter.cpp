@@ -205,29 +205,33 @@ void Reporter::run() {
 
 void Reporter::give_back_largest(uint64_t bytes, uint64_t* released) {
   const uint64_t goal = *released + bytes;
+  uint32_t ids[os::kAdviseBatch];
+  uint64_t freed[os::kAdviseBatch];
+  bool ok[os::kAdviseBatch];
   while (*released < goal) {
     LockGuard round(batch_lock_);
-    uint32_t idx;
-    uint64_t freed;
+    unsigned n;
     {
       LockGuard g(heap_->lock());
-      if (!heap_->buddy().isolate_largest(&idx)) break;
-      freed = heap_->region().descs()[idx].stamp;
+      n = heap_->isolate_for(goal - *released, os::kAdviseBatch, /*largest=*/true, os::now_ms(), ids, freed);
     }
-    // Isolated: madvised without the heap lock (nobody else touches it).
+    if (n == 0) break;
+    // Isolated: madvised without the heap lock (nobody else touches them),
+    // the last one only in part.
     const uint64_t before = *released;
     uint64_t calls = 0;
-    const bool ok = heap_->advise_block(idx, released, &calls, (goal - *released + kPageSize - 1) >> kPageShift);
+    const bool all = heap_->advise_blocks(ids, n, ok, released, &calls, (goal - *released + kPageSize - 1) >> kPageShift);
     stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
-    if (!ok) stats_.madvise_failures.fetch_add(1, std::memory_order_relaxed);
     {
       LockGuard g(heap_->lock());
       // What stays resident keeps its free time (the bits say what went back).
-      heap_->buddy().putback(idx, false, ok ? freed : os::now_ms());
+      const uint64_t now = os::now_ms();
+      for (unsigned k = 0; k < n; ++k) heap_->buddy().putback(ids[k], false, ok[k] ? freed[k] : now);
     }
-    stats_.blocks.fetch_add(1, std::memory_order_relaxed);
+    for (unsigned k = 0; k < n; ++k) stats_.madvise_failures.fetch_add(ok[k] ? 0 : 1, std::memory_order_relaxed);
+    stats_.blocks.fetch_add(n, std::memory_order_relaxed);
     stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
-    if (!ok) break;
+    if (!all) break;
   }
 }
 

@@ -197,7 +197,8 @@ class Reporter {
   // look again.
   uint64_t pressure_pass(uint64_t usage, uint64_t* released);
   // Warm free blocks back, largest first (the most memory per madvise call),
-  // until *released has grown by `bytes`; the last block only in part.
+  // until *released has grown by `bytes`, in rounds of up to 64 blocks
+  // given back together; the last block only in part.
   void give_back_largest(uint64_t bytes, uint64_t* released);
   // Publishes if the period is over; returns when the next one is due
   // (kNever without a publisher).
