@@ -122,7 +122,11 @@ bool PageHeap::extend(uint32_t idx, uint32_t npages, uint32_t more) {
   // Free pages up to the frontier and the rest beyond it: the heap grows
   // under the block (a program growing its last buffer).
   const uint32_t free = buddy_.free_pages_from(a, more);
-  if (free < more && (a + free != region_.frontier() || !grow_to(uint64_t{a} + more, uint64_t{a} + (more > kGrowPages ? more : kGrowPages), now))) return false;
+  if (free < more) {
+    const uint64_t need = uint64_t{a} + more;
+    if (a + free != region_.frontier() || !grow_to(need, uint64_t{a} + (more > kGrowPages ? more : kGrowPages), now))
+      return false;
+  }
   if (!buddy_.take_range(a, more)) return false;
   settle(a, more, false, now);
   return true;

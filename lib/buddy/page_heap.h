@@ -94,21 +94,15 @@ class PageHeap {
 
   // MADV_FREE instead of MADV_DONTNEED (EBBMALLOC_MADVISE=free).
   void set_lazy(bool lazy) { lazy_ = lazy; }
-  // Gives back the resident pages of the isolated block at idx (its
+  // Gives back the resident pages of the n isolated blocks at ids (their
   // reported bits say which; no lock needed: nobody else touches an
-  // isolated block), adding the bytes to *released and the madvise calls to
-  // *calls, and setting the reported bits of the pages given back (atomic:
-  // the words are shared with other blocks' pages). At most `max_pages`
-  // (the first resident ones). False if any of it failed to go back (its
-  // bits stay clear).
-  bool advise_block(uint32_t idx, uint64_t* released, uint64_t* calls, uint64_t max_pages = ~uint64_t{0}) {
-    bool ok;
-    return advise_blocks(&idx, 1, &ok, released, calls, max_pages);
-  }
-  // The same for n isolated blocks at once, their resident runs in as few
-  // system calls as the kernel allows (os::advise_free_ranges: a pass's
-  // batch of fragmented blocks in one or two); ok[i] for block i. False if
-  // any failed.
+  // isolated block), their runs in as few system calls as the kernel allows
+  // (os::advise_free_ranges: a pass's batch of fragmented blocks in one or
+  // two), adding the bytes to *released and the calls to *calls, and setting
+  // the reported bits of the pages given back (atomic: the words are shared
+  // with other blocks' pages). At most `max_pages` (the first resident
+  // ones). ok[i]: whether all of block i's went back; false if any failed
+  // (their bits stay clear).
   bool advise_blocks(const uint32_t* ids, unsigned n, bool* ok, uint64_t* released, uint64_t* calls,
                      uint64_t max_pages = ~uint64_t{0});
   // Heap lock held: takes warm blocks of reportable order off their lists

@@ -207,7 +207,6 @@ void Reporter::give_back_largest(uint64_t bytes, uint64_t* released) {
   const uint64_t goal = *released + bytes;
   uint32_t ids[os::kAdviseBatch];
   uint64_t freed[os::kAdviseBatch];
-  bool ok[os::kAdviseBatch];
   while (*released < goal) {
     LockGuard round(batch_lock_);
     unsigned n;
@@ -215,24 +214,31 @@ void Reporter::give_back_largest(uint64_t bytes, uint64_t* released) {
       LockGuard g(heap_->lock());
       n = heap_->isolate_for(goal - *released, os::kAdviseBatch, /*largest=*/true, os::now_ms(), ids, freed);
     }
-    if (n == 0) break;
-    // Isolated: madvised without the heap lock (nobody else touches them),
-    // the last one only in part.
-    const uint64_t before = *released;
-    uint64_t calls = 0;
-    const bool all = heap_->advise_blocks(ids, n, ok, released, &calls, (goal - *released + kPageSize - 1) >> kPageShift);
-    stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
-    {
-      LockGuard g(heap_->lock());
-      // What stays resident keeps its free time (the bits say what went back).
-      const uint64_t now = os::now_ms();
-      for (unsigned k = 0; k < n; ++k) heap_->buddy().putback(ids[k], false, ok[k] ? freed[k] : now);
-    }
-    for (unsigned k = 0; k < n; ++k) stats_.madvise_failures.fetch_add(ok[k] ? 0 : 1, std::memory_order_relaxed);
-    stats_.blocks.fetch_add(n, std::memory_order_relaxed);
-    stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
-    if (!all) break;
+    // (The last block only in part.)
+    uint64_t now;
+    if (n == 0 || !give_back_isolated(ids, freed, n, (goal - *released + kPageSize - 1) >> kPageShift, released, &now))
+      break;
   }
+}
+
+bool Reporter::give_back_isolated(const uint32_t* ids, const uint64_t* freed, unsigned n, uint64_t max_pages,
+                                  uint64_t* released, uint64_t* now) {
+  bool ok[kMaxBatch];
+  const uint64_t before = *released;
+  uint64_t calls = 0;
+  const bool all = heap_->advise_blocks(ids, n, ok, released, &calls, max_pages);
+  stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
+  {
+    LockGuard g(heap_->lock());
+    *now = os::now_ms();
+    // (The bits say what went back.)
+    for (unsigned k = 0; k < n; ++k) heap_->buddy().putback(ids[k], false, ok[k] && freed ? freed[k] : *now);
+  }
+  if (!all)
+    for (unsigned k = 0; k < n; ++k) stats_.madvise_failures.fetch_add(ok[k] ? 0 : 1, std::memory_order_relaxed);
+  stats_.blocks.fetch_add(n, std::memory_order_relaxed);
+  stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
+  return all;
 }
 
 void Reporter::advise_ranges(const os::Range* r, unsigned n, bool* ok, uint64_t* released) {
@@ -366,7 +372,6 @@ uint64_t Reporter::curve_pass(uint64_t headroom, uint64_t* released) {
 
 uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_order, uint64_t* released) {
   uint32_t ids[kMaxBatch];
-  bool ok[kMaxBatch];
   const unsigned batch = opts_->batch < 1 ? 1 : (opts_->batch > kMaxBatch ? kMaxBatch : opts_->batch);
   uint64_t next = kNever;
   stats_.passes.fetch_add(1, std::memory_order_relaxed);
@@ -392,22 +397,8 @@ uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_ord
         n = cutoff ? heap_->buddy().isolate_cold(o, cutoff, ids, batch) : 0;
       }
       if (n == 0) break;
-      uint64_t before = *released, calls = 0;
-      // The blocks are isolated: nobody else reads or writes their
-      // descriptors or their pages' bits, so the heap lock is not needed.
-      const bool failed = !heap_->advise_blocks(ids, n, ok, released, &calls);
-      stats_.madvise_calls.fetch_add(calls, std::memory_order_relaxed);
-      if (failed)
-        for (unsigned i = 0; i < n; ++i) stats_.madvise_failures.fetch_add(ok[i] ? 0 : 1, std::memory_order_relaxed);
       uint64_t now;
-      {
-        LockGuard g(heap_->lock());
-        now = os::now_ms();
-        for (unsigned i = 0; i < n; ++i) heap_->buddy().putback(ids[i], ok[i], now);
-      }
-      stats_.blocks.fetch_add(n, std::memory_order_relaxed);
-      stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
-      if (failed) {
+      if (!give_back_isolated(ids, nullptr, n, ~uint64_t{0}, released, &now)) {
         // madvise failed: those blocks went back warm, and with cold_ms 0
         // (report_all) would be isolated again at once, for ever. End the
         // pass; retry when they are cold again.

@@ -200,6 +200,15 @@ class Reporter {
   // until *released has grown by `bytes`, in rounds of up to 64 blocks
   // given back together; the last block only in part.
   void give_back_largest(uint64_t bytes, uint64_t* released);
+  // The second half of a round (batch lock held, n <= kMaxBatch blocks
+  // isolated): their resident pages back, at most `max_pages`, without the
+  // heap lock (nobody else touches an isolated block), then back on their
+  // lists; what stays resident keeps its free time (freed[k], or the time
+  // they go back if freed is null), a block whose madvise failed is free
+  // from now on (retried once cold again). Counts the round; *now is when
+  // they went back. False if a madvise failed.
+  bool give_back_isolated(const uint32_t* ids, const uint64_t* freed, unsigned n, uint64_t max_pages,
+                          uint64_t* released, uint64_t* now);
   // Publishes if the period is over; returns when the next one is due
   // (kNever without a publisher).
   uint64_t publish_if_due(uint64_t now);
