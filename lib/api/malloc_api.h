@@ -44,12 +44,10 @@ template <Fn kFn = Fn::kFree>
 EBB_INLINE void do_free(void* p) {
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   if (EBB_LIKELY(off < g_fast.heap_extent())) {
-    const unsigned cls = g_fast.page_class[off >> kPageShift];
-    if (EBB_LIKELY(cls != 0)) {
-      free_small<kFn>(p, cls);
-      return;
-    }
-    large_free(p, kFn);
+    // A large block's pages have class 0, whose bin fails free_small's
+    // object-start check: free_small sends it on to large_free (one test
+    // fewer on the small path).
+    free_small<kFn>(p, g_fast.page_class[off >> kPageShift]);
     return;
   }
   if (p) free_outside_heap(p, kFn);

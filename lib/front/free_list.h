@@ -58,6 +58,8 @@ constexpr bool obj_checks_sound() {
     // Offsets fit 32 bits, and the multiples' products stay below every
     // non-multiple's (which is at least mul).
     if (slab > (uint64_t{1} << 32) || uint64_t{sc.objects} * e >= ~uint64_t{0} / sc.size) return false;
+    // Only class 0 (large blocks) has limit 0 (free_not_small_start).
+    if (obj_check(c).lim == 0) return false;
   }
   return true;
 }

@@ -27,6 +27,10 @@ struct alignas(64) FastGlobals {
   // Per-process secrets (front/harden.h), random at start-up:
   uint64_t free_key = 0;     // word 1 of every small object in a thread cache or transfer batch
   uint64_t link_secret = 0;  // free-list links are stored as next ^ slot ^ link_secret
+  // malloc's class lookup (kClasses.bin_off16, copied): beside the fields
+  // above, malloc forms one address for both (a table of its own in
+  // read-only data costs it an instruction more).
+  BinOffsets bin_off16;
 };
 
 struct Globals {
@@ -41,6 +45,10 @@ struct Globals {
 
 extern constinit FastGlobals g_fast;
 extern constinit Globals g;
+
+// size_class(size) * kBinBytes: the offset of the class's bin in a thread
+// cache's bin array (malloc's fast path then needs no shift).
+EBB_INLINE size_t size_class_bin_offset(size_t size) { return g_fast.bin_off16.off[(size + 15) >> 4]; }
 
 // Initialises the allocator on first use; safe from any thread, any time.
 // Returns false if the heap could not be reserved.

@@ -67,7 +67,7 @@ constexpr SizeClass make_class(unsigned c) {
   sc.magic = static_cast<uint32_t>(((uint64_t{1} << 32) + sc.size - 1) / sc.size);
   return sc;
 }
-// One byte per 16-byte step up to kSmallMax (2 KiB): a lookup with no
+// One byte per 16-byte step up to kSmallMax (32 KiB): a lookup with no
 // branch on the size (the fast path's; only the entries of sizes in use are
 // ever in the CPU's caches).
 struct ClassTable {
@@ -96,8 +96,14 @@ static_assert(detail::class_size(kNumClasses) == kSmallMax, "largest class is kS
 
 // Precondition: size <= kSmallMax.
 EBB_INLINE unsigned size_class(size_t size) { return kClasses.by16[(size + 15) >> 4]; }
-// size_class(size) * kBinBytes.
-EBB_INLINE size_t size_class_bin_offset(size_t size) { return kClasses.bin_off16[(size + 15) >> 4]; }
+
+// kClasses.bin_off16, for a copy in the fast path's globals (front/globals.h).
+struct BinOffsets {
+  constexpr BinOffsets() {
+    for (unsigned i = 0; i <= kSmallMax / 16; ++i) off[i] = kClasses.bin_off16[i];
+  }
+  uint16_t off[kSmallMax / 16 + 1] = {};
+};
 EBB_INLINE const SizeClass& class_info(unsigned c) { return kClasses.c[c]; }
 
 }  // namespace ebb

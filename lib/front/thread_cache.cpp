@@ -15,7 +15,7 @@
 
 namespace ebb {
 
-constinit ThreadCache g_empty_cache;
+constinit ThreadCache g_empty_cache{ThreadCache::SharedEmpty{}};
 constinit thread_local ThreadCache* t_cache __attribute__((tls_model("initial-exec"))) = &g_empty_cache;
 
 namespace {
@@ -489,6 +489,13 @@ void free_small_slow(void* p, Fn fn, size_t size) {
   }
   note_activity(tc, /*adds=*/true);
   g.reporter.maybe_start_thread();
+}
+
+static_assert(kObjChecks.c[0].lim == 0, "class 0 (large blocks) fails every object-start check");
+
+void free_not_small_start(void* p, const Bin* b, Fn fn) {
+  if (b->chk_lim == 0) return large_free(p, fn);
+  fatal_not_object_start(fn, p);
 }
 
 void check_small_live(const void* p, unsigned cls, Fn fn) {

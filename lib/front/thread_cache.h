@@ -2,8 +2,10 @@
 //
 // The fast path takes no lock, makes no atomic read-modify-write and has no
 // "initialised?" test: a thread's cache pointer starts at a shared empty
-// cache whose bins are empty and full at once (max 0), so both malloc and
-// free fall into the slow path, which sets things up.
+// cache whose drain request is always set, so both malloc and free leave
+// for the slow path (which sets things up) before they touch its bins:
+// free's fast path updates `room` in place, which threads sharing the
+// cache must not do.
 //
 // Memory in the cache of a thread that goes idle must still become
 // reportable. The reporter drains such caches from its own thread with an
@@ -54,16 +56,20 @@ struct LargeSlot {
   uint32_t npages;
 };
 
+// free() of a pointer in the heap that free_small's object-start check
+// rejected, `b` the bin of its page's class: a large block (class 0: its
+// bin's limit is 0, so every pointer fails the check, and no other bin's is)
+// goes to large_free; in a slab page it aborts (unaligned, inside an object,
+// past the last object).
+EBB_NOINLINE void free_not_small_start(void* p, const Bin* b, Fn fn);
+
 struct alignas(64) ThreadCache {
-  constexpr ThreadCache() {
-    for (unsigned c = 1; c <= kNumClasses; ++c) {
-      bins[c].chk_mul = kObjChecks.c[c].mul;
-      bins[c].chk_lim = kObjChecks.c[c].lim;
-      bins[c].chk_mask = kObjChecks.c[c].mask;
-    }
-  }
+  constexpr ThreadCache() : ThreadCache(0) {}
+  // g_empty_cache: every fast path leaves it at cache_enter.
+  struct SharedEmpty {};
+  constexpr explicit ThreadCache(SharedEmpty) : ThreadCache(1) {}
   std::atomic<uint32_t> busy{0};
-  std::atomic<uint32_t> drain_req{0};
+  std::atomic<uint32_t> drain_req;
   Bin bins[kNumClasses + 1];
   // ---- slow-path state below ----
   RawMutex mutex;                     // owner's slow path, or a drain (not counted: see common/lock.h)
@@ -80,6 +86,15 @@ struct alignas(64) ThreadCache {
   uint64_t seen_bytes = 0;
   ThreadCache* reg_prev = nullptr;    // registry links (registry lock)
   ThreadCache* reg_next = nullptr;
+
+ private:
+  constexpr explicit ThreadCache(uint32_t req) : drain_req(req) {
+    for (unsigned c = 1; c <= kNumClasses; ++c) {
+      bins[c].chk_mul = kObjChecks.c[c].mul;
+      bins[c].chk_lim = kObjChecks.c[c].lim;
+      bins[c].chk_mask = kObjChecks.c[c].mask;
+    }
+  }
 };
 
 enum class ThreadState : uint8_t { kNone = 0, kActive, kSetup, kExited };
@@ -103,8 +118,24 @@ void free_small_slow(void* p, Fn fn, size_t size);
 // the mutex. Every enter is followed by a leave.
 EBB_INLINE bool cache_enter(ThreadCache* tc) {
   tc->busy.store(1, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  return tc->drain_req.load(std::memory_order_acquire) == 0;
+  // The acquire load of drain_req as one compare with memory (GCC loads an
+  // atomic into a register and tests it: an instruction more on every
+  // malloc and free). x86 loads are acquire; "memory" keeps the compiler
+  // from moving the cache's accesses above it (and the store above below).
+  asm goto("cmpl $0, %0\n\tjne %l[requested]" : : "m"(tc->drain_req) : "cc", "memory" : requested);
+  return true;
+requested:
+  return false;
+}
+// room - 1, false if it was 0 (a full list; room is left 0). One subtract
+// with memory that sets the borrow flag: GCC loads, subtracts, stores and
+// tests, three instructions more on every free.
+EBB_INLINE bool take_room(uint32_t& room) {
+  asm goto("subl $1, %0\n\tjb %l[full]" : "+m"(room) : : "cc" : full);
+  return true;
+full:
+  room = 0;
+  return false;
 }
 EBB_INLINE void cache_leave(ThreadCache* tc) { tc->busy.store(0, std::memory_order_release); }
 
@@ -113,7 +144,6 @@ EBB_INLINE void* malloc_small(size_t size) {
   ThreadCache* tc = t_cache;
   if (EBB_LIKELY(cache_enter(tc))) {
     Bin* b = reinterpret_cast<Bin*>(reinterpret_cast<char*>(tc->bins) + off);
-    asm("" : "+r"(b));  // one bin address (see free_small)
     void* p = b->head;
     // An empty list (nullptr) and a link a stray write redirected outside
     // the heap both fail this; the slow path tells them apart.
@@ -137,26 +167,26 @@ EBB_INLINE void* malloc_small(size_t size) {
 
 // `cls` comes from the page-class map: p is in a slab page of that class.
 template <Fn kFn = Fn::kFree>
-EBB_INLINE void free_small(void* p, unsigned cls, size_t size = kNoSize) {
+EBB_INLINE void free_small(void* p, size_t cls, size_t size = kNoSize) {
   ThreadCache* tc = t_cache;
   Bin* b = &tc->bins[cls];
   asm("" : "+r"(b));  // one bin address, not recomputed for each field (GCC 12 does)
   // Interior, unaligned and past-the-last-object pointers; the constants
   // never change, so they are read before `busy`.
   if (EBB_UNLIKELY(!object_start(reinterpret_cast<uintptr_t>(p), b->chk_mask, b->chk_mul, b->chk_lim)))
-    fatal_not_object_start(kFn, p);
+    return free_not_small_start(p, b, kFn);
   if (EBB_LIKELY(cache_enter(tc))) {
     // Word 1 holding the free key: probably a double free (the slow path
     // decides). This also covers free(p); free(p) at the head.
     const uint64_t key = g_fast.free_key;
-    uint32_t room;
-    if (EBB_LIKELY(!__builtin_sub_overflow(b->room, 1u, &room) && key_word(p) != key)) {
-      link_store(p, b->head);
-      key_word(p) = key;
-      b->head = p;
-      b->room = room;
-      cache_leave(tc);
-      return;
+    if (EBB_LIKELY(key_word(p) != key)) {
+      if (EBB_LIKELY(take_room(b->room))) {
+        link_store(p, b->head);
+        key_word(p) = key;
+        b->head = p;
+        cache_leave(tc);
+        return;
+      }
     }
   }
   cache_leave(tc);
