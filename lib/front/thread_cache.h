@@ -127,14 +127,14 @@ EBB_INLINE bool cache_enter(ThreadCache* tc) {
 requested:
   return false;
 }
-// room - 1, false if it was 0 (a full list; room is left 0). One subtract
-// with memory that sets the borrow flag: GCC loads, subtracts, stores and
-// tests, three instructions more on every free.
+// room - 1, false if it was 0 (a full list, left as it is: room is never
+// written with a value that is not the list's). A compare and a subtract
+// with memory: GCC loads, tests, subtracts and stores otherwise.
 EBB_INLINE bool take_room(uint32_t& room) {
-  asm goto("subl $1, %0\n\tjb %l[full]" : "+m"(room) : : "cc" : full);
+  asm goto("cmpl $0, %0\n\tje %l[full]" : : "m"(room) : "cc" : full);
+  asm("subl $1, %0" : "+m"(room) : : "cc");
   return true;
 full:
-  room = 0;
   return false;
 }
 EBB_INLINE void cache_leave(ThreadCache* tc) { tc->busy.store(0, std::memory_order_release); }
