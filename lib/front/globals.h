@@ -27,7 +27,7 @@ struct alignas(64) FastGlobals {
   // Per-process secrets (front/harden.h), random at start-up:
   uint64_t free_key = 0;     // word 1 of every small object in a thread cache or transfer batch
   uint64_t link_secret = 0;  // free-list links are stored as next ^ slot ^ link_secret
-  // malloc's class lookup (kClasses.bin_off16, copied): beside the fields
+  // malloc's class lookup (size_classes.h's BinOffsets): beside the fields
   // above, malloc forms one address for both (a table of its own in
   // read-only data costs it an instruction more).
   BinOffsets bin_off16;

@@ -73,9 +73,6 @@ constexpr SizeClass make_class(unsigned c) {
 struct ClassTable {
   SizeClass c[kNumClasses + 1];
   uint8_t by16[kSmallMax / 16 + 1];  // index (size+15)/16
-  // The same, times kBinBytes: the offset of the class's bin in a thread
-  // cache's bin array (malloc's fast path then needs no shift).
-  uint16_t bin_off16[kSmallMax / 16 + 1];
 };
 constexpr ClassTable make_table() {
   ClassTable t{};
@@ -85,7 +82,6 @@ constexpr ClassTable make_table() {
     const uint32_t sz = i * 16;
     while (t.c[c].size < sz) ++c;
     t.by16[i] = static_cast<uint8_t>(i == 0 ? 1 : c);
-    t.bin_off16[i] = static_cast<uint16_t>(t.by16[i] * kBinBytes);
   }
   return t;
 }
@@ -97,10 +93,12 @@ static_assert(detail::class_size(kNumClasses) == kSmallMax, "largest class is kS
 // Precondition: size <= kSmallMax.
 EBB_INLINE unsigned size_class(size_t size) { return kClasses.by16[(size + 15) >> 4]; }
 
-// kClasses.bin_off16, for a copy in the fast path's globals (front/globals.h).
+// kClasses.by16 times kBinBytes: the offset of the class's bin in a thread
+// cache's bin array (malloc's fast path then needs no shift), for the copy in
+// the fast path's globals (front/globals.h).
 struct BinOffsets {
   constexpr BinOffsets() {
-    for (unsigned i = 0; i <= kSmallMax / 16; ++i) off[i] = kClasses.bin_off16[i];
+    for (unsigned i = 0; i <= kSmallMax / 16; ++i) off[i] = static_cast<uint16_t>(kClasses.by16[i] * kBinBytes);
   }
   uint16_t off[kSmallMax / 16 + 1] = {};
 };

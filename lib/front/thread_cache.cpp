@@ -15,7 +15,7 @@
 
 namespace ebb {
 
-constinit ThreadCache g_empty_cache{ThreadCache::SharedEmpty{}};
+constinit ThreadCache g_empty_cache;
 constinit thread_local ThreadCache* t_cache __attribute__((tls_model("initial-exec"))) = &g_empty_cache;
 
 namespace {

@@ -2,10 +2,10 @@
 //
 // The fast path takes no lock, makes no atomic read-modify-write and has no
 // "initialised?" test: a thread's cache pointer starts at a shared empty
-// cache whose drain request is always set, so both malloc and free leave
-// for the slow path (which sets things up) before they touch its bins:
-// free's fast path updates `room` in place, which threads sharing the
-// cache must not do.
+// cache whose bins are empty and full at once (max 0), so both malloc and
+// free fall into the slow path, which sets things up. (No fast path writes
+// a bin it cannot take from or put into: free tests `room` before it
+// subtracts, so threads sharing that cache never write it.)
 //
 // Memory in the cache of a thread that goes idle must still become
 // reportable. The reporter drains such caches from its own thread with an
@@ -64,12 +64,15 @@ struct LargeSlot {
 EBB_NOINLINE void free_not_small_start(void* p, const Bin* b, Fn fn);
 
 struct alignas(64) ThreadCache {
-  constexpr ThreadCache() : ThreadCache(0) {}
-  // g_empty_cache: every fast path leaves it at cache_enter.
-  struct SharedEmpty {};
-  constexpr explicit ThreadCache(SharedEmpty) : ThreadCache(1) {}
+  constexpr ThreadCache() {
+    for (unsigned c = 1; c <= kNumClasses; ++c) {
+      bins[c].chk_mul = kObjChecks.c[c].mul;
+      bins[c].chk_lim = kObjChecks.c[c].lim;
+      bins[c].chk_mask = kObjChecks.c[c].mask;
+    }
+  }
   std::atomic<uint32_t> busy{0};
-  std::atomic<uint32_t> drain_req;
+  std::atomic<uint32_t> drain_req{0};
   Bin bins[kNumClasses + 1];
   // ---- slow-path state below ----
   RawMutex mutex;                     // owner's slow path, or a drain (not counted: see common/lock.h)
@@ -86,15 +89,6 @@ struct alignas(64) ThreadCache {
   uint64_t seen_bytes = 0;
   ThreadCache* reg_prev = nullptr;    // registry links (registry lock)
   ThreadCache* reg_next = nullptr;
-
- private:
-  constexpr explicit ThreadCache(uint32_t req) : drain_req(req) {
-    for (unsigned c = 1; c <= kNumClasses; ++c) {
-      bins[c].chk_mul = kObjChecks.c[c].mul;
-      bins[c].chk_lim = kObjChecks.c[c].lim;
-      bins[c].chk_mask = kObjChecks.c[c].mask;
-    }
-  }
 };
 
 enum class ThreadState : uint8_t { kNone = 0, kActive, kSetup, kExited };
