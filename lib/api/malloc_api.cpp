@@ -133,7 +133,7 @@ size_t usable_size(const void* p) {
   if (EBB_UNLIKELY(g.opts.harden)) return harden_usable(p);
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   if (off < g_fast.heap_extent()) {
-    const unsigned cls = g_fast.page_class[off >> kPageShift];
+    const unsigned cls = page_class_at(off);
     if (cls) {
       check_small_live(p, cls, Fn::kUsableSize);
       return class_info(cls).size;
@@ -162,7 +162,7 @@ void* realloc_impl(void* p, size_t size) {
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   size_t old;
   if (off < g_fast.heap_extent()) {
-    const unsigned cls = g_fast.page_class[off >> kPageShift];
+    const unsigned cls = page_class_at(off);
     if (cls) {
       check_small_live(p, cls, Fn::kRealloc);
       old = class_info(cls).size;

@@ -47,7 +47,7 @@ EBB_INLINE void do_free(void* p) {
     // A large block's pages have class 0, whose bin fails free_small's
     // object-start check: free_small sends it on to large_free (one test
     // fewer on the small path).
-    free_small<kFn>(p, g_fast.page_class[off >> kPageShift]);
+    free_small<kFn>(p, page_bin_offset(off));
     return;
   }
   if (p) free_outside_heap(p, kFn);
@@ -67,13 +67,13 @@ template <Fn kFn>
 EBB_INLINE void do_free_sized(void* p, size_t size, size_t align) {
   const uintptr_t off = reinterpret_cast<uintptr_t>(p) - g_fast.base;
   if (EBB_LIKELY(off < g_fast.heap_extent())) {
-    const unsigned cls = g_fast.page_class[off >> kPageShift];
+    const unsigned cls = page_class_at(off);
     if (EBB_LIKELY(cls != 0)) {
       if (EBB_UNLIKELY(cls != expected_class(size, align))) {
         sized_free_other_class(p, cls, size, align, kFn);
         return;
       }
-      free_small<kFn>(p, cls, size);
+      free_small<kFn>(p, size_t{cls} * kBinBytes, size);
       return;
     }
     sized_free_large(p, size, align, kFn);

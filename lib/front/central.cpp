@@ -145,7 +145,7 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
         pd.kind = PageKind::kSlab;
         pd.slab = s;
         pd.stamp = now;
-        pc[run.idx + k] = static_cast<uint8_t>(cls);
+        pc[run.idx + k] = page_class_byte(cls);
       }
       rep = g.heap.region().reported().get_mask(run.idx, npages);
       debug_check_heap_locked();

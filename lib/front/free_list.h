@@ -91,7 +91,7 @@ EBB_INLINE bool in_heap(const void* p) {
 
 // The class of the slab page p is in (p in the heap).
 EBB_INLINE unsigned page_class_of(const void* p) {
-  return g_fast.page_class[(reinterpret_cast<uintptr_t>(p) - g_fast.base) >> kPageShift];
+  return page_class_at(reinterpret_cast<uintptr_t>(p) - g_fast.base);
 }
 
 EBB_INLINE void* link_load(const void* slot) {

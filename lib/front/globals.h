@@ -22,6 +22,8 @@ struct alignas(64) FastGlobals {
   // not fold it into the compare); a stale value can only be smaller, and
   // free_outside_heap() looks again with acquire.
   std::atomic<size_t> extent{0};
+  // One byte per heap page: a slab page's class times kPageClassScale, 0
+  // for every other page (page_bin_offset, page_class_at below).
   uint8_t* page_class = nullptr;
   size_t heap_extent() const { return *reinterpret_cast<const size_t*>(&extent); }
   // Per-process secrets (front/harden.h), random at start-up:
@@ -49,6 +51,18 @@ extern constinit Globals g;
 // size_class(size) * kBinBytes: the offset of the class's bin in a thread
 // cache's bin array (malloc's fast path then needs no shift).
 EBB_INLINE size_t size_class_bin_offset(size_t size) { return g_fast.bin_off16.off[(size + 15) >> 4]; }
+
+// The page-class map holds a class times 4: the byte times 8 is then the
+// class's bin offset (class * kBinBytes), which free's fast path forms in
+// the address itself (an index scaled by 8: no shift).
+constexpr unsigned kPageClassScale = kBinBytes / 8;
+static_assert(kNumClasses * kPageClassScale <= 255, "a page's class fits its byte");
+EBB_INLINE uint8_t page_class_byte(unsigned cls) { return static_cast<uint8_t>(cls * kPageClassScale); }
+// `off`: a heap offset (pointer - g_fast.base), below the heap extent.
+EBB_INLINE unsigned page_class_at(uintptr_t off) { return g_fast.page_class[off >> kPageShift] / kPageClassScale; }
+// size_class_bin_offset for the block at heap offset `off` (0 for a page
+// that is not a slab's: class 0's bin, which no pointer passes).
+EBB_INLINE size_t page_bin_offset(uintptr_t off) { return size_t{g_fast.page_class[off >> kPageShift]} * 8; }
 
 // Initialises the allocator on first use; safe from any thread, any time.
 // Returns false if the heap could not be reserved.

@@ -159,11 +159,13 @@ EBB_INLINE void* malloc_small(size_t size) {
   return malloc_small_slow(size);
 }
 
-// `cls` comes from the page-class map: p is in a slab page of that class.
+// `bin_off` is the bin offset (class * kBinBytes) of p's page's class
+// (page_bin_offset): p is in a slab page of that class, or in a page of none
+// (0: class 0's bin, whose object-start check every pointer fails).
 template <Fn kFn = Fn::kFree>
-EBB_INLINE void free_small(void* p, size_t cls, size_t size = kNoSize) {
+EBB_INLINE void free_small(void* p, size_t bin_off, size_t size = kNoSize) {
   ThreadCache* tc = t_cache;
-  Bin* b = &tc->bins[cls];
+  Bin* b = reinterpret_cast<Bin*>(reinterpret_cast<char*>(tc->bins) + bin_off);
   asm("" : "+r"(b));  // one bin address, not recomputed for each field (GCC 12 does)
   // Interior, unaligned and past-the-last-object pointers; the constants
   // never change, so they are read before `busy`.

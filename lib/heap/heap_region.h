@@ -43,6 +43,7 @@ class HeapRegion {
   // Address space mapped for metadata (descriptors, class map, bitmap).
   size_t metadata_mapped() const { return descs_.mapped + classes_.mapped + bits_.mapped; }
   PageDesc* descs() const { return reinterpret_cast<PageDesc*>(descs_.base); }
+  // One byte per page, the front end's (front/globals.h: page_class_byte).
   uint8_t* page_class() const { return reinterpret_cast<uint8_t*>(classes_.base); }
   ReportedBits& reported() { return reported_; }
 
