@@ -81,6 +81,7 @@ struct alignas(64) ThreadCache {
   uint32_t large_pages = 0;
   uint32_t max[kNumClasses + 1] = {};  // each bin's capacity (slow start; mutex)
   uint64_t grown_bytes = 0;           // capacity above the classes' start, in bytes (mutex)
+  uint64_t grown_mask = 0;            // bit c: max[c] is above class c's start (mutex)
   uint32_t steal_next = 1;            // the next class grow_bin shrinks for another (mutex)
   std::atomic<uint32_t> epoch{0};     // bumped by every slow-path operation
   std::atomic<uint64_t> last_ms{0};   // when the last slow-path operation ran
