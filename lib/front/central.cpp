@@ -412,9 +412,9 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
 // A batch freed in scattered order (a phase of objects released at once)
 // touches a different page descriptor and slab header for each object, and
 // each of those loads waited for the one before: the walk is done in chunks
-// instead, collecting the chunk's objects (their links were just walked by
-// the cache's flush, so they are near) and asking for their descriptors,
-// then freeing them with each slab header asked for a few objects ahead.
+// instead, collecting the chunk's objects (following their links) and
+// asking for their descriptors, then freeing them with each slab header
+// asked for a few objects ahead.
 // 64 B objects, 400k freed in random order per round: free_object and
 // free_chain were 30% of the time.
 bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
