@@ -8,7 +8,7 @@
  *     --callgrind-out-file=/dev/null /tmp/threads $n 2>&1 | grep Collected; done
  *
  * (the difference / 100 is per thread: 111,000 before exiting threads handed
- * their lists to the transfer caches, 26,000 after, 29,300 at b1e83bb, 25,300
+ * their lists to the transfer caches, 26,000 after, 29,300 at b1e83bb, 25,100
  * since a flush hands a whole bin on unwalked; mimalloc 2.0.9 114,000,
  * tcmalloc_minimal 2.10 71,000). */
 #include <pthread.h>

@@ -56,42 +56,34 @@ void registry_unlink(ThreadCache* tc) {
 // `keep` objects of a bin to the central bin; `freed_at` as in
 // central_free_batch; `transfer`: an overflow, offered to the transfer cache.
 //
-// The list is cut after its first `cut` objects (the last ones freed), the
-// shorter of the two parts walked: an overflow (keep = n) or a flush of a
-// whole bin (an exiting thread, a drained idle cache: nothing walked) sends
-// the tail, freed longest ago, and keeps the objects most likely still in
-// the CPU's caches for the next mallocs; a bin shrunk a little (a steal)
-// sends its first few. The tail ends where the list does (nullptr), so it is
-// handed on unread. Every link walked is checked to stay in the heap before
-// it is followed (a write after free would otherwise send the walk
-// anywhere); the slabs check the objects themselves (central_free_batch), a
-// refill and malloc's pops a transfer batch's.
+// The batch is the bin's first `n` objects (the last ones freed); every
+// link walked is checked to stay in the heap before it is followed (a
+// write after free would otherwise send the walk anywhere); the slabs check
+// the objects themselves (central_free_batch), a refill and malloc's pops a
+// transfer batch's. A whole bin (an exiting thread, a drained idle cache)
+// is handed on unwalked: the list ends with nullptr already. (Sending the
+// tail instead, the objects freed longest ago, and keeping the newest, as
+// jemalloc does: in cachegrind 5-14% fewer last-level misses on alloctest
+// and tinymixed, 5% more on fragment, 9% more L1 misses on xmalloc, and no
+// time difference that survived repeated runs: not done.)
 void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0, bool transfer = false) {
   Bin& b = tc->bins[cls];
   const uint32_t count = bin_count(tc, cls);
   if (count <= keep) return;
   const uint32_t n = count - keep;
-  const bool send_tail = keep <= n;
-  const uint32_t cut = send_tail ? keep : n;
   void* head = b.head;
-  void* rest = head;
-  if (cut > 0) {
-    void* last = head;  // the cut's last object
-    if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
-    for (uint32_t i = 1; i < cut; ++i) {
+  if (!in_heap(head)) fatal_corrupt_list(Fn::kFree, head, "a thread cache's list");
+  if (keep == 0) {
+    b.head = nullptr;
+  } else {
+    void* last = head;
+    for (uint32_t i = 1; i < n; ++i) {
       last = link_load(last);
       if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
     }
-    rest = link_load(last);
-    link_store(last, nullptr);  // (a batch's end: a transfer batch is a cache's bin later)
+    b.head = link_load(last);
+    link_store(last, nullptr);  // the batch ends here (a transfer batch is a cache's bin later)
   }
-  if (send_tail) {
-    b.head = cut ? head : nullptr;
-    head = rest;
-  } else {
-    b.head = rest;
-  }
-  if (!in_heap(head)) fatal_corrupt_list(Fn::kFree, head, "a thread cache's list");
   b.room = bin_max(tc, cls) - keep;
   if (transfer) central_transfer_batch(cls, head, n);
   else central_free_batch(cls, head, n, freed_at);
