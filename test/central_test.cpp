@@ -218,7 +218,7 @@ uint64_t churned_cache_growth(int per_class, uint64_t* in_use) {
   for (int round = 0; round < 40; ++round) {
     for (size_t size = 1024; size <= 8192; size += size / 4)
       for (int i = 0; i < per_class; ++i) held.push_back(malloc_small(size));
-    for (void* p : held) free_small(p, page_class_of(p) * size_t{kBinBytes});
+    for (void* p : held) free_small(p, page_bin_offset(reinterpret_cast<uintptr_t>(p) - g_fast.base));
     held.clear();
   }
   const uint64_t cached = thread_cache_bytes(nullptr);

@@ -73,7 +73,7 @@ EBB_INLINE void do_free_sized(void* p, size_t size, size_t align) {
         sized_free_other_class(p, cls, size, align, kFn);
         return;
       }
-      free_small<kFn>(p, size_t{cls} * kBinBytes, size);
+      free_small<kFn>(p, page_bin_offset(off), size);
       return;
     }
     sized_free_large(p, size, align, kFn);
