@@ -192,8 +192,11 @@ TEST_F(BuddyTest, LongRandomSequencesKeepEveryInvariant) {
     const unsigned op = rng() % 10;
     if (op < 5) {
       Buddy::Block blk{};
-      const unsigned order = static_cast<unsigned>(rng() % 8);
-      if (b_.alloc(order, now, &blk)) {
+      // Orders on both sides of a pageblock, for both groups (their lists
+      // and pageblocks are checked by the walker too).
+      const unsigned order = static_cast<unsigned>(rng() % 11);
+      const Buddy::Group group = rng() % 2 ? Buddy::kSlabGroup : Buddy::kLargeGroup;
+      if (b_.alloc(order, now, &blk, group, rng() % 4 == 0)) {
         b_.clear_reported(blk.idx, 1u << blk.order);
         descs_[blk.idx].kind = PageKind::kLargeHead;
         descs_[blk.idx].npages = 1u << blk.order;
@@ -228,6 +231,86 @@ TEST_F(BuddyTest, LongRandomSequencesKeepEveryInvariant) {
   for (const auto& blk : live) b_.free_range(blk.idx, 1u << blk.order, false, now);
   EXPECT_EQ(b_.check(true), 0u);
   EXPECT_EQ(b_.counts().free_pages, kPages);
+}
+
+// Grouping: slabs and large blocks below a pageblock come from pageblocks of
+// their own, and each group takes its own fragments first.
+class BuddyGroupTest : public BuddyTest {
+ protected:
+  static constexpr uint32_t kPb = 1u << kPageblockOrder;
+  // Takes a block for `group` and marks it in use (as PageHeap would).
+  Buddy::Block get(unsigned order, uint64_t now, Buddy::Group group, bool steal = true) {
+    Buddy::Block blk{};
+    EXPECT_TRUE(b_.alloc(order, now, &blk, group, steal));
+    mark(blk.idx, 1u << blk.order);
+    return blk;
+  }
+  void mark(uint32_t idx, uint32_t n) {
+    b_.clear_reported(idx, n);
+    descs_[idx].kind = PageKind::kLargeHead;
+    descs_[idx].npages = n;
+  }
+  // Frees a block whose pages were written (warm).
+  void put(const Buddy::Block& blk, uint64_t now) { b_.free_range(blk.idx, 1u << blk.order, false, now); }
+  static uint32_t pb(const Buddy::Block& blk) { return blk.idx / kPb; }
+};
+
+TEST_F(BuddyGroupTest, EachGroupTakesItsOwnPageblocksFirst) {
+  // One block of each group pins a pageblock of its own.
+  const Buddy::Block sp = get(0, 1, Buddy::kSlabGroup), lp = get(0, 1, Buddy::kLargeGroup);
+  EXPECT_NE(pb(sp), pb(lp));
+  const Buddy::Block s1 = get(4, 1, Buddy::kSlabGroup), l1 = get(4, 1, Buddy::kLargeGroup);
+  EXPECT_EQ(pb(s1), pb(sp)) << "the rest of the group's pageblock, before a new one";
+  EXPECT_EQ(pb(l1), pb(lp));
+  EXPECT_EQ(b_.check(true), 0u);
+  // A warm fragment of the slab group, nothing else warm: a large block takes
+  // it (warm memory before reported; a large block is freed whole).
+  put(s1, 2);
+  const Buddy::Block l2 = get(4, 3, Buddy::kLargeGroup);
+  EXPECT_EQ(l2.idx, s1.idx);
+  EXPECT_EQ(l2.nrep, 0u);
+  put(l2, 4);
+  // The slab group's own warm fragment first.
+  const Buddy::Block s2 = get(4, 5, Buddy::kSlabGroup);
+  EXPECT_EQ(s2.idx, s1.idx);
+  // A warm fragment of the large group only: a slab takes its own
+  // pageblock's reported rest instead (a slab would pin it).
+  put(l1, 6);
+  const Buddy::Block s3 = get(4, 7, Buddy::kSlabGroup);
+  EXPECT_EQ(pb(s3), pb(sp));
+  EXPECT_EQ(s3.nrep, 1u << 4);
+  // ... and a large block takes it.
+  const Buddy::Block l3 = get(4, 8, Buddy::kLargeGroup);
+  EXPECT_EQ(l3.idx, l1.idx);
+  EXPECT_EQ(b_.check(true), 0u);
+}
+
+TEST_F(BuddyGroupTest, OtherGroupsReportedMemoryOnlyWhenStealing) {
+  // The rest of one slab-group pageblock is all that is free.
+  get(0, 1, Buddy::kSlabGroup);
+  Buddy::Block blk{};
+  while (b_.alloc(kPageblockOrder, 1, &blk, Buddy::kLargeGroup, false)) mark(blk.idx, kPb);
+  EXPECT_EQ(b_.counts().free_pages, kPb - 1);
+  EXPECT_FALSE(b_.alloc(0, 2, &blk, Buddy::kLargeGroup, /*steal_reported=*/false));
+  get(0, 2, Buddy::kLargeGroup, /*steal=*/true);
+  EXPECT_EQ(b_.counts().free_pages, kPb - 2);
+  EXPECT_EQ(b_.check(true), 0u);
+}
+
+// Runs and in-place growth take whole pageblocks for the large group: the
+// fragments they leave are the large group's.
+TEST_F(BuddyGroupTest, RunsClaimTheirPageblocks) {
+  get(0, 1, Buddy::kSlabGroup);
+  constexpr uint32_t kRun = kPb + kPb / 2 + 3;
+  uint32_t idx;
+  ASSERT_TRUE(b_.alloc_run(kRun, 0, 1, 64, &idx));
+  mark(idx, kRun);
+  EXPECT_EQ(b_.check(true), 0u);
+  const Buddy::Block l = get(0, 2, Buddy::kLargeGroup, false);
+  EXPECT_EQ(l.idx, idx + kRun) << "the run's tail, in a large-group pageblock";
+  ASSERT_TRUE(b_.take_range(l.idx + 1, 5));
+  mark(l.idx + 1, 5);
+  EXPECT_EQ(b_.check(true), 0u);
 }
 
 }  // namespace

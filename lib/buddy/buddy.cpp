@@ -40,7 +40,7 @@ void Buddy::account(uint32_t i, unsigned o, int sign) {
 void Buddy::list_add_warm(uint32_t i, unsigned o) {
   // Warm blocks go to the head: newest first, so the run is ordered by the
   // time blocks became free and the coldest sit just before the boundary.
-  Area& a = area_[o];
+  Area& a = area_[list_of(i, o)];
   d(i).link.prev = kNil;
   d(i).link.next = a.head;
   if (a.head != kNil) d(a.head).link.prev = i;
@@ -55,7 +55,8 @@ void Buddy::list_add_warm_aged(uint32_t i, unsigned o) {
   // in an idle cache): it goes where its stamp belongs in the run, looked
   // for from both ends a few dozen steps; failing that it goes to the head
   // as the newest (reported one cold period later than it could be).
-  Area& a = area_[o];
+  const unsigned l = list_of(i, o);
+  Area& a = area_[l];
   const uint64_t stamp = d(i).stamp;
   constexpr unsigned kSteps = 32;
   // From the head: the first block not newer than this one (or the end of
@@ -71,7 +72,7 @@ void Buddy::list_add_warm_aged(uint32_t i, unsigned o) {
     after = before == kNil ? a.tail : d(before).link.prev;
   } else {
     // From the cold end: the first block not older than this one.
-    after = cold_end(o);
+    after = cold_end(l);
     for (steps = 0; after != kNil && d(after).stamp < stamp; ++steps) {
       if (steps == kSteps) {
         d(i).stamp = d(a.head).stamp;
@@ -97,7 +98,7 @@ void Buddy::list_add_warm_aged(uint32_t i, unsigned o) {
 
 void Buddy::list_add_reported(uint32_t i, unsigned o) {
   // Reported blocks go behind the boundary, at the tail.
-  Area& a = area_[o];
+  Area& a = area_[list_of(i, o)];
   d(i).link.next = kNil;
   d(i).link.prev = a.tail;
   if (a.tail != kNil) d(a.tail).link.next = i;
@@ -108,7 +109,7 @@ void Buddy::list_add_reported(uint32_t i, unsigned o) {
 }
 
 void Buddy::list_del(uint32_t i, unsigned o) {
-  Area& a = area_[o];
+  Area& a = area_[list_of(i, o)];
   const uint32_t n = d(i).link.next, p = d(i).link.prev;
   if (a.boundary == i) a.boundary = n;  // the next block, if any, is reported too
   if (p != kNil) d(p).link.next = n;
@@ -124,7 +125,7 @@ void Buddy::insert(uint32_t i, unsigned o, uint32_t nrep, uint64_t stamp) {
   h.order = static_cast<uint8_t>(o);
   h.nrep = nrep;
   h.stamp = stamp;
-  const Area& a = area_[o];
+  const Area& a = area_[list_of(i, o)];
   if (nrep == pages(o)) list_add_reported(i, o);
   else if (a.head == kNil || a.head == a.boundary || stamp >= d(a.head).stamp) list_add_warm(i, o);
   else list_add_warm_aged(i, o);
@@ -148,36 +149,65 @@ void Buddy::split(Block* b, unsigned target, uint64_t now) {
   }
 }
 
-bool Buddy::alloc(unsigned order, uint64_t now, Block* out) {
+void Buddy::claim(uint32_t i, unsigned o, Group group) {
+  EBB_ASSERT(o >= kPageblockOrder);
+  for (uint32_t k = i, end = i + pages(o); k < end; k += pages(kPageblockOrder)) d(k).group = group;
+}
+
+bool Buddy::alloc(unsigned order, uint64_t now, Block* out, Group group, bool steal_reported) {
   EBB_ASSERT(order <= kMaxOrder);
-  unsigned found = kNumOrders;
+  // Where to look, in order (each step: a list, and its warm or its reported
+  // run): warm memory before reported, the group's own blocks before whole
+  // pageblocks before the other group's -- but a slab takes reported memory
+  // of its own or a whole pageblock before a warm fragment of the large
+  // group's (a slab pins its pageblock's free memory into fragments for as
+  // long as one object in it lives; a large block is freed whole), and the
+  // other group's reported memory only when the heap cannot grow (fresh
+  // memory costs nothing until touched).
+  struct Step {
+    uint8_t list;
+    bool reported;
+  };
+  Step steps[3 * kLists];
+  unsigned n = 0;
+  const unsigned own = group == kSlabGroup ? kNumOrders : 0, other = group == kSlabGroup ? 0 : kNumOrders;
+  const unsigned whole_from = order > kPageblockOrder ? order : kPageblockOrder;
+  auto add = [&](unsigned base, unsigned from, unsigned to, bool reported) {
+    for (unsigned o = from; o < to; ++o) {
+      steps[n++] = Step{static_cast<uint8_t>(base + o), reported};
+      // EBBMALLOC_SPLIT_WARM=0: a reported fit of this order before a warm
+      // block of a higher order.
+      if (!reported && !split_warm_first_) steps[n++] = Step{static_cast<uint8_t>(base + o), true};
+    }
+  };
+  add(own, order, kPageblockOrder, false);
+  add(0, whole_from, kNumOrders, false);
+  if (group == kSlabGroup) {
+    add(own, order, kPageblockOrder, true);
+    add(0, whole_from, kNumOrders, true);
+    add(other, order, kPageblockOrder, false);
+  } else {
+    add(other, order, kPageblockOrder, false);
+    add(own, order, kPageblockOrder, true);
+    add(0, whole_from, kNumOrders, true);
+  }
+  if (steal_reported) add(other, order, kPageblockOrder, true);
+  unsigned found = kLists;
   bool warm = false;
-  for (unsigned o = order; o <= kMaxOrder; ++o) {
-    if (has_warm(o)) {
-      found = o;
-      warm = true;
-      break;
-    }
-    // Optionally take a reported exact-or-smaller-larger fit before
-    // splitting a warm block of a higher order.
-    if (!split_warm_first_ && area_[o].boundary != kNil) {
-      found = o;
-      break;
+  for (unsigned k = 0; k < n && found == kLists; ++k) {
+    const Step st = steps[k];
+    if (st.reported ? area_[st.list].boundary != kNil : list_has_warm(st.list)) {
+      found = st.list;
+      warm = !st.reported;
     }
   }
-  if (found == kNumOrders) {
-    for (unsigned o = order; o <= kMaxOrder; ++o) {
-      if (area_[o].boundary != kNil) {
-        found = o;
-        break;
-      }
-    }
-    if (found == kNumOrders) return false;
-  }
+  if (found == kLists) return false;
+  const unsigned fo = list_order(found);
   const uint32_t i = warm ? area_[found].head : area_[found].boundary;
-  list_del(i, found);
+  list_del(i, fo);
+  if (fo >= kPageblockOrder) claim(i, fo, group);
   out->idx = i;
-  out->order = found;
+  out->order = fo;
   out->nrep = d(i).nrep;
   split(out, order, now);
   d(i).kind = PageKind::kFreeTail;  // the caller marks it as in use
@@ -219,6 +249,7 @@ bool Buddy::alloc_run(uint32_t npages, uint64_t min_warm, uint64_t now, unsigned
   for (uint32_t k = best; k < best_end;) {
     const unsigned ko = d(k).order;
     list_del(k, ko);
+    if (ko >= kPageblockOrder) claim(k, ko, kLargeGroup);
     d(k).kind = PageKind::kFreeTail;  // the caller marks the run's head; free_range the rest
     k += pages(ko);
   }
@@ -254,6 +285,7 @@ bool Buddy::take_range(uint32_t a, uint32_t n) {
     const uint64_t stamp = d(h).stamp;
     const uint32_t block_end = h + pages(o);
     list_del(h, o);
+    if (o >= kPageblockOrder) claim(h, o, kLargeGroup);
     d(h).kind = PageKind::kFreeTail;
     // The parts outside the range are sub-blocks of this block: they merge
     // only among themselves (the range's pages are no heads now).
@@ -315,38 +347,43 @@ void Buddy::isolate(uint32_t i, unsigned o) {
 
 unsigned Buddy::isolate_cold(unsigned order, uint64_t cutoff, uint32_t* out, unsigned max,
                              uint64_t* next_stamp) {
+  // The order's lists (one, or one per group below a pageblock), the older
+  // of their cold ends first.
+  uint32_t cur[2] = {cold_end(order), order < kPageblockOrder ? cold_end(kNumOrders + order) : kNil};
   unsigned n = 0;
-  for (uint32_t i = cold_end(order); i != kNil && n < max;) {
+  while (n < max) {
+    const unsigned k = cur[1] != kNil && (cur[0] == kNil || d(cur[1]).stamp < d(cur[0]).stamp) ? 1 : 0;
+    const uint32_t i = cur[k];
+    if (i == kNil) break;
     PageDesc& h = d(i);
     EBB_ASSERT(h.nrep < pages(order));
     if (h.stamp > cutoff) {
-      // Everything nearer the head became free later still.
+      // Everything nearer the heads became free later still.
       if (next_stamp && *next_stamp > h.stamp) *next_stamp = h.stamp;
       break;
     }
-    const uint32_t prev = h.link.prev;
+    cur[k] = h.link.prev;
     isolate(i, order);
     out[n++] = i;
-    i = prev;
   }
   return n;
 }
 
 bool Buddy::cold_cutoff(uint64_t budget, uint64_t newest, unsigned max_blocks, uint64_t* cutoff) const {
-  // One cursor per order at its coldest warm block; take the oldest of the
+  // One cursor per list at its coldest warm block; take the oldest of the
   // cursors until the budget is covered.
-  uint32_t cur[kNumOrders];
-  for (unsigned o = 0; o < kNumOrders; ++o) cur[o] = o < report_order_ ? kNil : cold_end(o);
+  uint32_t cur[kLists];
+  for (unsigned l = 0; l < kLists; ++l) cur[l] = list_order(l) < report_order_ ? kNil : cold_end(l);
   uint64_t pages_seen = 0;
   bool any = false;
   for (unsigned n = 0; n < max_blocks && pages_seen < budget; ++n) {
-    unsigned best = kNumOrders;
-    for (unsigned o = report_order_; o < kNumOrders; ++o)
-      if (cur[o] != kNil && (best == kNumOrders || d(cur[o]).stamp < d(cur[best]).stamp)) best = o;
-    if (best == kNumOrders) break;
+    unsigned best = kLists;
+    for (unsigned l = 0; l < kLists; ++l)
+      if (cur[l] != kNil && (best == kLists || d(cur[l]).stamp < d(cur[best]).stamp)) best = l;
+    if (best == kLists) break;
     const PageDesc& h = d(cur[best]);
     if (h.stamp > newest) break;  // every other cursor is newer still
-    pages_seen += pages(best) - h.nrep;
+    pages_seen += pages(list_order(best)) - h.nrep;
     *cutoff = h.stamp;
     any = true;
     cur[best] = h.link.prev;
@@ -355,25 +392,31 @@ bool Buddy::cold_cutoff(uint64_t budget, uint64_t newest, unsigned max_blocks, u
 }
 
 bool Buddy::isolate_coldest(uint64_t newest, uint32_t* idx) {
-  unsigned best = kNumOrders;
+  unsigned best = kLists;
   uint32_t bi = kNil;
-  for (unsigned o = report_order_; o < kNumOrders; ++o) {
-    const uint32_t i = cold_end(o);
+  for (unsigned l = 0; l < kLists; ++l) {
+    if (list_order(l) < report_order_) continue;
+    const uint32_t i = cold_end(l);
     if (i == kNil || d(i).stamp > newest) continue;
-    if (best == kNumOrders || d(i).stamp < d(bi).stamp) {
-      best = o;
+    if (best == kLists || d(i).stamp < d(bi).stamp) {
+      best = l;
       bi = i;
     }
   }
-  if (best == kNumOrders) return false;
-  isolate(bi, best);
+  if (best == kLists) return false;
+  isolate(bi, list_order(best));
   *idx = bi;
   return true;
 }
 
 bool Buddy::isolate_largest(uint32_t* idx) {
   for (unsigned o = kNumOrders; o-- > report_order_;) {
-    const uint32_t i = cold_end(o);
+    // (Below a pageblock: the colder of the two groups' oldest.)
+    uint32_t i = cold_end(o);
+    if (o < kPageblockOrder) {
+      const uint32_t j = cold_end(kNumOrders + o);
+      if (j != kNil && (i == kNil || d(j).stamp < d(i).stamp)) i = j;
+    }
     if (i == kNil) continue;
     isolate(i, o);
     *idx = i;
@@ -408,8 +451,9 @@ unsigned Buddy::check(bool print) const {
   auto bad = [&](const char* what, uint64_t a, uint64_t b) { errs.bad(what, a, b); };
   BuddyCounts seen{};
   uint64_t warm_rep = 0;
-  for (unsigned o = 0; o <= kMaxOrder; ++o) {
-    const Area& a = area_[o];
+  for (unsigned l = 0; l < kLists; ++l) {
+    const unsigned o = list_order(l);
+    const Area& a = area_[l];
     uint32_t prev = kNil;
     bool in_reported = false;
     uint64_t last_stamp = ~uint64_t{0};
@@ -423,6 +467,7 @@ unsigned Buddy::check(bool print) const {
       if (h.link.prev != prev) bad("broken prev link (order, page)", o, i);
       if (h.kind != PageKind::kFreeHead) bad("listed block is not a free head (order, page)", o, i);
       if (h.order != o) bad("block on wrong order list (order, page)", o, i);
+      else if (list_of(i, o) != l) bad("block on the other group's list (order, page)", o, i);
       if (i & (pages(o) - 1)) bad("misaligned free block (order, page)", o, i);
       if (i + pages(o) > *frontier_) bad("free block past the frontier (order, page)", o, i);
       const uint32_t rep = count_reported(i, pages(o));
@@ -446,6 +491,8 @@ unsigned Buddy::check(bool print) const {
     }
     if (prev != a.tail) bad("tail pointer wrong at order", o, a.tail);
     if (!in_reported && a.boundary != kNil) bad("boundary set without reported blocks (order)", o, a.boundary);
+  }
+  for (unsigned o = 0; o <= kMaxOrder; ++o) {
     if (seen.nr_free[o] != c_.nr_free[o]) bad("nr_free mismatch (order, counted)", o, seen.nr_free[o]);
     if (seen.nr_reported[o] != c_.nr_reported[o]) bad("nr_reported mismatch (order, counted)", o, seen.nr_reported[o]);
   }

@@ -1,11 +1,24 @@
 // The buddy allocator's free lists, with free page reporting's boundaries.
 //
-// One list per order (4 KiB << order). Every list is one run of warm blocks
+// Lists per order (4 KiB << order; two below a pageblock, see the grouping
+// below). Every list is one run of warm blocks
 // (resident; newest at the head) followed by one run of reported blocks
 // (fully given back to the OS), and `boundary` points at the first reported
 // block. Blocks that are only partly reported (a reported block merged with
 // a warm buddy) count as warm: reporting them again madvises only the pages
 // that are still resident, which the per-page `reported` bits tell.
+//
+// Grouping (the kernel's pageblock migratetypes, after Mel Gorman's
+// fragmentation avoidance): below a pageblock's order each order has two
+// lists, one per group -- slabs, and large blocks -- and a free block is on
+// the list of its pageblock's group. A pageblock gets the group of the
+// request that first takes part of it while it is wholly free; requests
+// take their own group's blocks first, then a whole free pageblock, and only
+// then a block of the other group. Slabs (long-lived: one live object or one
+// cached in a thread pins a slab) so gather in their own pageblocks and do
+// not pin free large-block memory into fragments: a batch of buffers freed
+// beside a few dozen slabs came back as 512 KiB pieces, and the next batch
+// of 1-8 MiB blocks faulted in 70% of its memory afresh.
 //
 // This is the only code that touches free lists. It works on page indices
 // and descriptors alone, never on the memory itself, so it is unit-tested
@@ -36,6 +49,8 @@ class Buddy {
     uint32_t nrep;  // pages of the block that were reported (zero, not resident)
   };
   using NotifyFn = void (*)();
+  // Who a request is for (see the grouping above).
+  enum Group : uint8_t { kLargeGroup = 0, kSlabGroup = 1 };
 
   // `descs` covers every page index the heap may ever use; `frontier` is
   // read to avoid merging past the committed end. `notify` is called (heap
@@ -43,8 +58,11 @@ class Buddy {
   // mark: it must only flag a request.
   void init(PageDesc* descs, ReportedBits* bits, const uint32_t* frontier, unsigned report_order,
             uint64_t mark_pages, NotifyFn notify);
-  // Warm first (any order) before reported; false if nothing fits.
-  bool alloc(unsigned order, uint64_t now, Block* out);
+  // Warm first (any order) before reported, each time the group's own
+  // blocks first, then whole pageblocks, then the other group's (see the
+  // .cpp for the exact order); the other group's reported blocks only if
+  // `steal_reported`. False if nothing fits.
+  bool alloc(unsigned order, uint64_t now, Block* out, Group group = kLargeGroup, bool steal_reported = true);
   // A run of `npages` (at least a pageblock) made of adjacent free blocks,
   // starting at a free block of a pageblock's order or more (so aligned to
   // 2 MiB), without the power-of-two rounding of alloc(): a 20 MiB request
@@ -109,7 +127,9 @@ class Buddy {
   uint64_t warm_reportable_pages_racy() const { return __atomic_load_n(&warm_reportable_, __ATOMIC_RELAXED); }
   unsigned report_order() const { return report_order_; }
   void set_split_warm_first(bool v) { split_warm_first_ = v; }
-  bool has_warm(unsigned o) const { return area_[o].head != kNil && area_[o].head != area_[o].boundary; }
+  bool has_warm(unsigned o) const {
+    return list_has_warm(o) || (o < kPageblockOrder && list_has_warm(kNumOrders + o));
+  }
 
   // Walks every list and every page below the frontier; prints what is wrong
   // and returns the number of problems (0 = consistent). Slab and large pages
@@ -121,15 +141,29 @@ class Buddy {
     uint32_t head = kNil, tail = kNil;
     uint32_t boundary = kNil;  // first fully reported block, kNil if none
   };
+  // The lists: 0..kMaxOrder, an order's list (of the large group below a
+  // pageblock's order, of whole pageblocks from it on); then kNumOrders + o,
+  // order o < kPageblockOrder of the slab group.
+  static constexpr unsigned kLists = kNumOrders + kPageblockOrder;
+  static unsigned list_order(unsigned l) { return l < kNumOrders ? l : l - kNumOrders; }
+  // The list a free block of order o at i belongs on.
+  unsigned list_of(uint32_t i, unsigned o) const {
+    return o < kPageblockOrder && group_of(i) == kSlabGroup ? kNumOrders + o : o;
+  }
+  Group group_of(uint32_t i) const { return static_cast<Group>(d(i & ~(pages(kPageblockOrder) - 1)).group); }
+  // A free block of order >= kPageblockOrder at i leaves its list to be
+  // used (whole or split): its pageblocks are the group's from now on.
+  void claim(uint32_t i, unsigned o, Group group);
+  bool list_has_warm(unsigned l) const { return area_[l].head != kNil && area_[l].head != area_[l].boundary; }
   PageDesc& d(uint32_t i) const { return descs_[i]; }
   // The head of the free block that holds page k (heads are aligned to their
   // order), or kNil.
   uint32_t free_head_of(uint32_t k) const;
   static uint32_t pages(unsigned o) { return uint32_t{1} << o; }
   bool fully_reported(uint32_t i) const { return d(i).nrep == pages(d(i).order); }
-  // The oldest warm block of order o (just before the boundary), or kNil.
-  uint32_t cold_end(unsigned o) const {
-    const Area& a = area_[o];
+  // The oldest warm block of list l (just before the boundary), or kNil.
+  uint32_t cold_end(unsigned l) const {
+    const Area& a = area_[l];
     return a.boundary != kNil ? d(a.boundary).link.prev : a.tail;
   }
   void list_add_warm(uint32_t i, unsigned o);
@@ -150,7 +184,7 @@ class Buddy {
   NotifyFn notify_ = nullptr;
   bool split_warm_first_ = true;
   uint64_t warm_reportable_ = 0;  // warm pages in free blocks of order >= report_order
-  Area area_[kNumOrders];
+  Area area_[kLists];
   BuddyCounts c_{};
 };
 

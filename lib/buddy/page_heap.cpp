@@ -48,8 +48,8 @@ bool PageHeap::grow_to(uint64_t need_end, uint64_t want_end, uint64_t now) {
   return true;
 }
 
-bool PageHeap::take(uint32_t npages, unsigned order, unsigned align_order, uint64_t now, uint32_t* idx,
-                    uint32_t* size) {
+bool PageHeap::take(uint32_t npages, unsigned order, unsigned align_order, uint64_t now, Buddy::Group group,
+                    uint32_t* idx, uint32_t* size) {
   // Runs serve requests of a pageblock or more that are not a power of two
   // (alignment up to a pageblock: runs start on one).
   const bool runnable = npages >= (uint32_t{1} << kPageblockOrder) && !is_pow2(npages) &&
@@ -64,7 +64,8 @@ bool PageHeap::take(uint32_t npages, unsigned order, unsigned align_order, uint6
     *size = npages;
     return true;
   }
-  if (buddy_.alloc(order, now, &b)) {
+  // (The other group's reported memory only when the heap cannot grow.)
+  if (buddy_.alloc(order, now, &b, group, /*steal_reported=*/false)) {
     *idx = b.idx;
     *size = uint32_t{1} << b.order;
     return true;
@@ -73,20 +74,22 @@ bool PageHeap::take(uint32_t npages, unsigned order, unsigned align_order, uint6
     *size = npages;
     return true;
   }
-  if (!grow_for(order, now) || !buddy_.alloc(order, now, &b)) return false;
+  // Fresh memory; the other group's reported blocks if the heap cannot grow.
+  const bool grown = grow_for(order, now);
+  if (!buddy_.alloc(order, now, &b, group, /*steal_reported=*/!grown)) return false;
   *idx = b.idx;
   *size = uint32_t{1} << b.order;
   return true;
 }
 
-bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
-                           bool keep_reported) {
+bool PageHeap::alloc_pages(uint32_t npages, unsigned align_order, PageRun* out, bool keep_reported,
+                           Buddy::Group group) {
   unsigned order = log2_ceil(npages);
   if (order < align_order) order = align_order;
   if (order > kMaxOrder) return false;
   const uint64_t now = os::now_ms();
   uint32_t idx, size;
-  if (!take(npages, order, align_order, now, &idx, &size)) return false;
+  if (!take(npages, order, align_order, now, group, &idx, &size)) return false;
   // A block longer than the request: its tail goes back at once (with its
   // reported bits: the tail of a reported block stays reported).
   if (npages < size) buddy_.free_range(idx + npages, size - npages, true, now);

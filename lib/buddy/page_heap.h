@@ -49,8 +49,9 @@ class PageHeap {
   // reported bits are cleared (the caller will touch them, counted as a
   // fallback) unless `keep_reported`: then the caller owns the bits and
   // accounts for the pages when it touches them (slabs do, page by page).
+  // `group`: whose pageblocks it comes from first (Buddy's grouping).
   bool alloc_pages(uint32_t npages, unsigned align_order, PageRun* out,
-                   bool keep_reported = false);
+                   bool keep_reported = false, Buddy::Group group = Buddy::kLargeGroup);
   // Heap lock held. Grows the large block of `npages` at idx by `more` pages
   // in place, if the pages after it are free (or past the frontier, which
   // then advances): false, and nothing changed, otherwise. The new pages are
@@ -161,7 +162,8 @@ class PageHeap {
   uint32_t settle(uint32_t idx, uint32_t npages, bool keep_reported, uint64_t now);
   // Takes a block or run for npages (see alloc_pages); false if the heap
   // cannot grow.
-  bool take(uint32_t npages, unsigned order, unsigned align_order, uint64_t now, uint32_t* idx, uint32_t* size);
+  bool take(uint32_t npages, unsigned order, unsigned align_order, uint64_t now, Buddy::Group group, uint32_t* idx,
+            uint32_t* size);
   // A large request is about to fault in `pages` pages of reported or fresh
   // memory while warm free memory sits in blocks it could not use: give as
   // much of that back first (coldest first, madvised with the heap lock

@@ -136,7 +136,7 @@ Slab* new_slab(CentralBin& bin, unsigned cls) {
     // Pages that come from reported memory keep their bits: they are not
     // resident, so the slab need not report them, and objects on them are
     // handed out last.
-    ok = g.heap.alloc_pages(npages, 0, &run, /*keep_reported=*/true);
+    ok = g.heap.alloc_pages(npages, 0, &run, /*keep_reported=*/true, Buddy::kSlabGroup);
     if (ok) {
       PageDesc* d = g.heap.region().descs();
       uint8_t* pc = g.heap.region().page_class();
@@ -407,7 +407,8 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
 }
 
 // Bin lock held. Frees the `n` objects chained at `head` into their slabs,
-// freed at `stamp`; returns whether a slab was put on the dirty list.
+// freed at `stamp`; returns whether a slab was put on the dirty list. The
+// link after the n-th object goes to *rest if rest is given.
 //
 // A batch freed in scattered order (a phase of objects released at once)
 // touches a different page descriptor and slab header for each object, and
@@ -417,7 +418,7 @@ void putback(CentralBin& bin, const SizeClass& sc, Slab* s, uint64_t reported, u
 // asked for a few objects ahead.
 // 64 B objects, 400k freed in random order per round: free_object and
 // free_chain were 30% of the time.
-bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp) {
+bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t stamp, void** rest = nullptr) {
   constexpr unsigned kChunk = 64, kAhead = 4;
   const PageDesc* descs = g.heap.region().descs();
   bool dirtied = false;
@@ -440,6 +441,7 @@ bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t 
     }
     n -= m;
   }
+  if (rest) *rest = head;
   return dirtied;
 }
 
@@ -459,7 +461,7 @@ uint64_t drain_transfer(CentralBin& bin, unsigned cls, uint64_t now, uint64_t co
       if (b.stamp + cold_ms < next) next = b.stamp + cold_ms;
     }
   }
-  bin.ntransfer = kept;
+  __atomic_store_n(&bin.ntransfer, kept, __ATOMIC_RELAXED);  // (central_transfer_full looks without the lock)
   return next;
 }
 
@@ -775,7 +777,9 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
   // takes a consumer's overflow whole even while their capacities differ
   // (slow start), and a new thread the cache of one that exited.
   if (bin.ntransfer && bin.transfer[bin.ntransfer - 1].count <= (fit > want ? fit : want)) {
-    const TransferBatch& b = bin.transfer[--bin.ntransfer];
+    const uint32_t t = bin.ntransfer - 1;
+    __atomic_store_n(&bin.ntransfer, t, __ATOMIC_RELAXED);
+    const TransferBatch& b = bin.transfer[t];
     bin.transfer_objects -= b.count;
     *head = b.head;
     return b.count;
@@ -800,17 +804,21 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
   return got;
 }
 
-void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at) {
+void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at, void** rest) {
   CentralBin& bin = g.bins[cls];
   g.reporter.note_freed(uint64_t{n} * class_info(cls).size);
   bool dirtied = false;
   {
     const uint64_t now = freed_at ? freed_at : os::now_ms();
     LockGuard bl(bin.lock);
-    dirtied = free_chain(bin, cls, head, n, now);
+    dirtied = free_chain(bin, cls, head, n, now, rest);
     check_bin_if_enabled(bin, cls);
   }
   if (dirtied) g.reporter.request();
+}
+
+bool central_transfer_full(unsigned cls) {
+  return __atomic_load_n(&g.bins[cls].ntransfer, __ATOMIC_RELAXED) >= kTransferSlots;
 }
 
 void central_transfer_batch(unsigned cls, void* head, unsigned n) {
@@ -820,7 +828,8 @@ void central_transfer_batch(unsigned cls, void* head, unsigned n) {
     const uint64_t now = os::now_ms();
     LockGuard bl(bin.lock);
     if (bin.ntransfer < kTransferSlots) {
-      bin.transfer[bin.ntransfer++] = TransferBatch{head, n, now};
+      bin.transfer[bin.ntransfer] = TransferBatch{head, n, now};
+      __atomic_store_n(&bin.ntransfer, bin.ntransfer + 1, __ATOMIC_RELAXED);
       bin.transfer_objects += n;
       return;
     }

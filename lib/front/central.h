@@ -83,11 +83,15 @@ struct alignas(64) CentralBin {
 // (at least `want`: an empty thread-cache bin takes its whole capacity) is
 // taken whole instead, however it compares with `want`.
 unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned fit = 0);
-// Returns `n` objects linked through their first word (encoded), ending at
-// nullptr after n. Aborts on a pointer that is not a live object of this class.
+// Returns the first `n` objects of a list linked through their first word
+// (encoded). Aborts on a pointer that is not a live object of this class.
 // `freed_at` (0: now) is when the objects were freed, for the pages' stamps:
-// a drained idle cache passes the time it went idle.
-void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0);
+// a drained idle cache passes the time it went idle. `rest` (if given) gets
+// the link of the n-th object, the list after the batch (the walk that frees
+// them finds it: the caller need not walk the list to cut it first).
+void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0, void** rest = nullptr);
+// Whether the transfer cache of class cls has no room (a racy look: a hint).
+bool central_transfer_full(unsigned cls);
 // A thread cache's overflow of a busy thread, or the cache of a thread that
 // exits: kept whole for the next refill if there is room (checked against
 // the slabs only when it goes there).

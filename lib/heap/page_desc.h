@@ -37,7 +37,9 @@ struct PageDesc {
   uint8_t order;    // free / isolated head: buddy order
   PageKind kind;
   uint8_t flags;    // large head: kPageCached | kPageGuard*
-  uint8_t pad_;     // (whether a page is resident: HeapRegion::reported())
+  uint8_t group;    // a pageblock's first page: the group its free fragments
+                    // belong to (Buddy::Group; whether a page is resident:
+                    // HeapRegion::reported())
 };
 // A large block freed into a thread's large-block cache (so a second free,
 // from any thread, is a double free).
