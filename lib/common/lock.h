@@ -62,9 +62,13 @@ class Mutex {
   bool try_lock() {
     const uint32_t d = t_lock_depth;
     if (__builtin_expect(d & kForkOwner, 0)) return true;
-    if (!m_.try_lock()) return false;
+    // Counted before the attempt, as lock() does: a fork from a signal
+    // handler that interrupts this thread just after it took the lock must
+    // not wait for it (dropin signal-fork hung when the count came after).
     t_lock_depth = d + 1;
-    return true;
+    if (m_.try_lock()) return true;
+    t_lock_depth = d;
+    return false;
   }
   void unlock() {
     const uint32_t d = t_lock_depth;

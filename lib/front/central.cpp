@@ -810,9 +810,20 @@ void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at,
   bool dirtied = false;
   {
     const uint64_t now = freed_at ? freed_at : os::now_ms();
-    LockGuard bl(bin.lock);
+    // The walk that frees the batch finds the rest -- but while another
+    // thread waits for the bin (a producer's refill), the batch is cut
+    // before the lock is taken: the walk over objects that may be cold
+    // stays out of the critical section.
+    if (!rest) {
+      bin.lock.lock();
+    } else if (!bin.lock.try_lock()) {
+      *rest = cut_list(head, n, "a batch of free objects");
+      rest = nullptr;
+      bin.lock.lock();
+    }
     dirtied = free_chain(bin, cls, head, n, now, rest);
     check_bin_if_enabled(bin, cls);
+    bin.lock.unlock();
   }
   if (dirtied) g.reporter.request();
 }

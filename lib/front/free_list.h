@@ -122,6 +122,21 @@ EBB_INLINE bool valid_free_object(const void* p, unsigned cls) {
 // unaligned, inside an object, or past the last object.
 [[noreturn]] void fatal_not_object_start(Fn fn, const void* p);
 
+// Cuts a list after its first n objects (n >= 1): the first n end with
+// nullptr, and the rest is returned. Every link followed is checked to stay
+// in the heap first (a write after free would otherwise send the walk
+// anywhere); `where` names the list in the message.
+EBB_INLINE void* cut_list(void* head, uint32_t n, const char* where) {
+  void* last = head;
+  for (uint32_t i = 1; i < n; ++i) {
+    last = link_load(last);
+    if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, where);
+  }
+  void* rest = link_load(last);
+  link_store(last, nullptr);
+  return rest;
+}
+
 // Draws the per-process secrets (free_key, link_secret) into g_fast and sets
 // up the hardened mode if it is on; once, at initialisation, before the heap
 // is published.

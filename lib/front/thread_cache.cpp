@@ -84,13 +84,8 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at =
   if (keep == 0) {
     b.head = nullptr;
   } else {
-    void* last = head;
-    for (uint32_t i = 1; i < n; ++i) {
-      last = link_load(last);
-      if (!in_heap(last)) fatal_corrupt_list(Fn::kFree, last, "a thread cache's list");
-    }
-    b.head = link_load(last);
-    link_store(last, nullptr);  // the batch ends here (a transfer batch is a cache's bin later)
+    // (A transfer batch is a cache's bin later: it ends with nullptr.)
+    b.head = cut_list(head, n, "a thread cache's list");
   }
   if (transfer) central_transfer_batch(cls, head, n);
   else central_free_batch(cls, head, n, freed_at);
