@@ -352,8 +352,8 @@ unsigned Buddy::isolate_cold(unsigned order, uint64_t cutoff, uint32_t* out, uns
   uint32_t cur[2] = {cold_end(order), order < kPageblockOrder ? cold_end(kNumOrders + order) : kNil};
   unsigned n = 0;
   while (n < max) {
-    const unsigned k = cur[1] != kNil && (cur[0] == kNil || d(cur[1]).stamp < d(cur[0]).stamp) ? 1 : 0;
-    const uint32_t i = cur[k];
+    const uint32_t i = older(cur[0], cur[1]);
+    const unsigned k = i == cur[0] ? 0 : 1;
     if (i == kNil) break;
     PageDesc& h = d(i);
     EBB_ASSERT(h.nrep < pages(order));
@@ -412,11 +412,7 @@ bool Buddy::isolate_coldest(uint64_t newest, uint32_t* idx) {
 bool Buddy::isolate_largest(uint32_t* idx) {
   for (unsigned o = kNumOrders; o-- > report_order_;) {
     // (Below a pageblock: the colder of the two groups' oldest.)
-    uint32_t i = cold_end(o);
-    if (o < kPageblockOrder) {
-      const uint32_t j = cold_end(kNumOrders + o);
-      if (j != kNil && (i == kNil || d(j).stamp < d(i).stamp)) i = j;
-    }
+    const uint32_t i = o < kPageblockOrder ? older(cold_end(o), cold_end(kNumOrders + o)) : cold_end(o);
     if (i == kNil) continue;
     isolate(i, o);
     *idx = i;

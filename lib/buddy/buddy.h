@@ -155,6 +155,10 @@ class Buddy {
   // used (whole or split): its pageblocks are the group's from now on.
   void claim(uint32_t i, unsigned o, Group group);
   bool list_has_warm(unsigned l) const { return area_[l].head != kNil && area_[l].head != area_[l].boundary; }
+  // Of two blocks (either may be kNil), the one that became free first.
+  uint32_t older(uint32_t i, uint32_t j) const {
+    return j != kNil && (i == kNil || d(j).stamp < d(i).stamp) ? j : i;
+  }
   PageDesc& d(uint32_t i) const { return descs_[i]; }
   // The head of the free block that holds page k (heads are aligned to their
   // order), or kNil.

@@ -74,21 +74,20 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at =
   void* head = b.head;
   if (!in_heap(head)) fatal_corrupt_list(Fn::kFree, head, "a thread cache's list");
   b.room = bin_max(tc, cls) - keep;
-  if (keep != 0 && (!transfer || central_transfer_full(cls))) {
+  if (keep == 0) {
+    b.head = nullptr;
+    if (transfer) central_transfer_batch(cls, head, n);
+    else central_free_batch(cls, head, n, freed_at);
+  } else if (transfer && !central_transfer_full(cls)) {
+    // (A transfer batch is a cache's bin later: it ends with nullptr.)
+    b.head = cut_list(head, n, "a thread cache's list");
+    central_transfer_batch(cls, head, n);
+  } else {
     // To the slabs: their walk over the batch finds where the bin goes on
     // (a batch freed in scattered order cost a TLB miss an object for each
     // walk: the cut's walk was 7% of `pressure`).
     central_free_batch(cls, head, n, freed_at, &b.head);
-    return;
   }
-  if (keep == 0) {
-    b.head = nullptr;
-  } else {
-    // (A transfer batch is a cache's bin later: it ends with nullptr.)
-    b.head = cut_list(head, n, "a thread cache's list");
-  }
-  if (transfer) central_transfer_batch(cls, head, n);
-  else central_free_batch(cls, head, n, freed_at);
 }
 
 // The bin holds p (its `count` objects are walked, each checked).
