@@ -166,6 +166,60 @@ TEST_F(CentralTest, TransferBatchesPassBetweenCachesAndDrainToSlabsWhenCold) {
   for (unsigned i = n; i < kPer; ++i) central_free_one(kCls, objs[i]);
 }
 
+TEST_F(CentralTest, ATransferBatchLargerThanTheRefillIsSplitNotLeftPinningItsSlab) {
+  // An exited thread's whole bin, taken by a refill of a smaller capacity:
+  // the refill gets the batch's first objects, the rest stays a batch.
+  std::vector<char*> objs = alloc(kPer);
+  for (unsigned i = 0; i + 1 < kPer; ++i) link_store(objs[i], objs[i + 1]);
+  link_store(objs[kPer - 1], nullptr);
+  central_transfer_batch(kCls, objs[0], kPer);
+  const unsigned want = kPer / 4;
+  void* head = nullptr;
+  ASSERT_EQ(central_alloc_batch(kCls, want, &head, want), want);
+  EXPECT_EQ(head, objs[0]);
+  void* x = head;
+  for (unsigned i = 1; i < want; ++i) x = link_load(x);
+  EXPECT_EQ(link_load(x), nullptr) << "the refill's list ends after its objects";
+  ASSERT_EQ(g.bins[kCls].ntransfer, 1u);
+  EXPECT_EQ(g.bins[kCls].transfer[0].head, objs[want]);
+  EXPECT_EQ(g.bins[kCls].transfer[0].count, kPer - want);
+  EXPECT_EQ(g.bins[kCls].transfer_objects, kPer - want);
+  EXPECT_EQ(central_check(true), 0u);
+  // The rest comes whole to a refill it fits.
+  void* rest = nullptr;
+  ASSERT_EQ(central_alloc_batch(kCls, kPer - want, &rest), kPer - want);
+  EXPECT_EQ(rest, objs[want]);
+  EXPECT_EQ(g.bins[kCls].ntransfer, 0u);
+  for (unsigned i = 0; i < kPer; ++i) central_free_one(kCls, objs[i]);
+}
+
+TEST_F(CentralTest, TheTransferCacheHoldsAtMostItsBytes) {
+  // Batches of two objects of the largest class fill kTransferBytes before
+  // kTransferSlots; the next goes to the slabs.
+  constexpr unsigned kBig = kNumClasses;
+  const uint64_t batch_bytes = 2 * class_info(kBig).size;
+  const unsigned fit = static_cast<unsigned>(kTransferBytes / batch_bytes);
+  ASSERT_LT(fit, kTransferSlots);
+  std::vector<void*> objs;
+  for (unsigned i = 0; i < 2 * (fit + 1); ++i) objs.push_back(central_alloc_one(kBig));
+  for (unsigned i = 0; i < objs.size(); i += 2) {
+    EXPECT_EQ(central_transfer_full(kBig), i / 2 == fit);
+    link_store(objs[i], objs[i + 1]);
+    link_store(objs[i + 1], nullptr);
+    central_transfer_batch(kBig, objs[i], 2);
+  }
+  EXPECT_EQ(g.bins[kBig].ntransfer, fit);
+  EXPECT_EQ(g.bins[kBig].transfer_objects * class_info(kBig).size, kTransferBytes);
+  EXPECT_EQ(central_check(true), 0u);
+  while (g.bins[kBig].ntransfer) {
+    void* p = nullptr;
+    ASSERT_EQ(central_alloc_batch(kBig, 2, &p), 2u);
+    void* q = link_load(p);
+    central_free_one(kBig, p);
+    central_free_one(kBig, q);
+  }
+}
+
 TEST_F(CentralTest, RefillsTakeTheFullestOfTheFirstSlabs) {
   // Three full slabs, then frees into each: 1, 3 and 2 objects. The partial
   // list is LIFO (the last slab freed into first); a refill takes from the

@@ -454,7 +454,7 @@ uint64_t drain_transfer(CentralBin& bin, unsigned cls, uint64_t now, uint64_t co
   for (unsigned i = 0; i < bin.ntransfer; ++i) {
     const TransferBatch b = bin.transfer[i];
     if (now >= b.stamp + cold_ms) {
-      bin.transfer_objects -= b.count;
+      __atomic_store_n(&bin.transfer_objects, bin.transfer_objects - b.count, __ATOMIC_RELAXED);
       free_chain(bin, cls, b.head, b.count, b.stamp);
     } else {
       bin.transfer[kept++] = b;
@@ -776,13 +776,23 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
   // A batch another thread's cache left, if it fits: a producer's refill
   // takes a consumer's overflow whole even while their capacities differ
   // (slow start), and a new thread the cache of one that exited.
-  if (bin.ntransfer && bin.transfer[bin.ntransfer - 1].count <= (fit > want ? fit : want)) {
-    const uint32_t t = bin.ntransfer - 1;
-    __atomic_store_n(&bin.ntransfer, t, __ATOMIC_RELAXED);
-    const TransferBatch& b = bin.transfer[t];
-    bin.transfer_objects -= b.count;
+  if (bin.ntransfer) {
+    const uint32_t t = bin.ntransfer - 1, most = fit > want ? fit : want;
+    TransferBatch& b = bin.transfer[t];
     *head = b.head;
-    return b.count;
+    if (b.count <= most) {
+      __atomic_store_n(&bin.ntransfer, t, __ATOMIC_RELAXED);
+      __atomic_store_n(&bin.transfer_objects, bin.transfer_objects - b.count, __ATOMIC_RELAXED);
+      return b.count;
+    }
+    // A larger batch (the whole cache of a thread that exited, taken by a
+    // new thread whose capacity starts small): its first `most` objects,
+    // cut off by a walk -- cheaper than the slabs' bitmaps, and the batch
+    // does not sit there pinning its slabs while new slabs are made.
+    b.head = cut_list(b.head, most, "a transfer batch");
+    b.count -= most;
+    __atomic_store_n(&bin.transfer_objects, bin.transfer_objects - most, __ATOMIC_RELAXED);
+    return most;
   }
   unsigned got = 0;
   Chain link;
@@ -829,7 +839,9 @@ void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at,
 }
 
 bool central_transfer_full(unsigned cls) {
-  return __atomic_load_n(&g.bins[cls].ntransfer, __ATOMIC_RELAXED) >= kTransferSlots;
+  const CentralBin& bin = g.bins[cls];
+  return __atomic_load_n(&bin.ntransfer, __ATOMIC_RELAXED) >= kTransferSlots ||
+         __atomic_load_n(&bin.transfer_objects, __ATOMIC_RELAXED) * class_info(cls).size >= kTransferBytes;
 }
 
 void central_transfer_batch(unsigned cls, void* head, unsigned n) {
@@ -838,10 +850,10 @@ void central_transfer_batch(unsigned cls, void* head, unsigned n) {
   {
     const uint64_t now = os::now_ms();
     LockGuard bl(bin.lock);
-    if (bin.ntransfer < kTransferSlots) {
+    if (bin.ntransfer < kTransferSlots && (bin.transfer_objects + n) * class_info(cls).size <= kTransferBytes) {
       bin.transfer[bin.ntransfer] = TransferBatch{head, n, now};
       __atomic_store_n(&bin.ntransfer, bin.ntransfer + 1, __ATOMIC_RELAXED);
-      bin.transfer_objects += n;
+      __atomic_store_n(&bin.transfer_objects, bin.transfer_objects + n, __ATOMIC_RELAXED);
       return;
     }
   }
