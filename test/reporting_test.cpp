@@ -87,6 +87,43 @@ TEST(Reporting, AMassFreeStartsGoingBackBeforeTheColdTime) {
   EXPECT_EQ(ebb_check_heap(), 0u);
 }
 
+// A mass free of small objects that the transfer caches hold (up to 1 MiB a
+// class) goes back with the rest, not after the idle time: batches follow
+// the free pages of slabs (DELAY_MS after a mass free). Run with a long
+// cold time (ctest: reporting_long_cold, EBBMALLOC_COLD_MS=8000), so that
+// the idle time (4 s) is far from what is asserted.
+TEST(Reporting, TransferBatchesOfAMassFreeGoBackBeforeTheIdleTime) {
+  if (!reporter_on()) GTEST_SKIP() << "reporter is off";
+  const uint32_t cold = ebb_options()->cold_ms, delay = ebb_options()->delay_ms;
+  if (cold < 6000 || delay > 500) GTEST_SKIP() << "needs COLD_MS >= 6000 and DELAY_MS <= 500";
+  ebb_report_now();
+  constexpr size_t kSizes[] = {256, 512, 1024, 2048, 4096, 8192};
+  constexpr size_t kPerClass = kMiB;
+  std::vector<void*> v;
+  for (size_t size : kSizes)
+    for (size_t sum = 0; sum < kPerClass; sum += size) {
+      void* p = malloc(size);
+      touch(p, size);
+      v.push_back(p);
+    }
+  const uint64_t peak = rss_bytes();
+  for (void* p : v) free(p);
+  std::vector<void*>().swap(v);
+  const uint64_t freed = sizeof(kSizes) / sizeof(kSizes[0]) * kPerClass;
+  const uint64_t t0 = now_ms();
+  uint64_t rss = peak;
+  while (now_ms() - t0 < cold / 2 - 1000) {
+    sleep_ms(50);
+    rss = rss_bytes();
+    if (rss < peak && peak - rss >= freed / 2) break;
+  }
+  printf("peak %.1f MiB -> %.1f MiB after %llu ms (delay %u ms, idle time %u ms)\n", peak / 1048576.0,
+         rss / 1048576.0, static_cast<unsigned long long>(now_ms() - t0), delay, cold / 2);
+  ASSERT_LT(rss, peak);
+  EXPECT_GE(peak - rss, freed / 2) << "half of the free is back well before the idle time";
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
 // Steady churn keeps its warm fragments: no madvise once the working set is
 // built (what the return curve's slack is for).
 TEST(Reporting, SteadyChurnDoesNotMadvise) {

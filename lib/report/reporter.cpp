@@ -380,8 +380,11 @@ uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_ord
   // (Slab pages are single pages: only when single pages are reportable.)
   if (slab_hook_ && min_order == 0) {
     const uint64_t before = *released, in_use = in_use_pages();
-    next = slab_hook_(slab_cold_ms == 0 ? 0 : opts_->cold_ms, slab_cold_ms == 0 ? 0 : idle_ms(), slab_cold_ms,
-                      released);
+    // Transfer batches wait as long as an idle cache, or as the free pages
+    // of slabs when those go sooner (a mass free: with 1 MiB of batches a
+    // class, a free of everything held 16 MiB more half a second later).
+    const uint64_t batch_cold_ms = slab_cold_ms < idle_ms() ? slab_cold_ms : idle_ms();
+    next = slab_hook_(slab_cold_ms == 0 ? 0 : opts_->cold_ms, batch_cold_ms, slab_cold_ms, released);
     discount_since(in_use);
     stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
   }

@@ -181,7 +181,8 @@ class Reporter {
   uint64_t mark_pages() const { return mark_bytes_ >> kPageShift ? mark_bytes_ >> kPageShift : 1; }
   uint64_t in_use_pages();  // takes the heap lock
   // Unused this long, a thread cache is drained and a transfer batch goes
-  // to its slabs: COLD_MS / 2 (at least DELAY_MS, at most COLD_MS).
+  // to its slabs: COLD_MS / 2 (at least DELAY_MS, at most COLD_MS). (A
+  // batch goes sooner when the free pages of slabs do: pass().)
   uint64_t idle_ms() const;
   // What the reporter moved out of use since `in_use_before` is not a fall
   // in demand: the return curve's history moves down with it.
