@@ -445,23 +445,37 @@ bool free_chain(CentralBin& bin, unsigned cls, void* head, unsigned n, uint64_t 
   return dirtied;
 }
 
+// The transfer cache's counts, read without the lock by
+// central_transfer_full (and statistics): written under it, as relaxed
+// atomic stores.
+void set_transfer_counts(CentralBin& bin, uint32_t ntransfer, uint64_t objects) {
+  __atomic_store_n(&bin.ntransfer, ntransfer, __ATOMIC_RELAXED);
+  __atomic_store_n(&bin.transfer_objects, objects, __ATOMIC_RELAXED);
+}
+// Whether a batch of n more objects fits the transfer cache (kTransferSlots,
+// kTransferBytes): exact under the bin's lock, a hint without it.
+bool transfer_fits(const CentralBin& bin, unsigned cls, uint64_t n) {
+  return __atomic_load_n(&bin.ntransfer, __ATOMIC_RELAXED) < kTransferSlots &&
+         (__atomic_load_n(&bin.transfer_objects, __ATOMIC_RELAXED) + n) * class_info(cls).size <= kTransferBytes;
+}
+
 // Bin lock held. Batches in the transfer cache that have been there for
 // cold_ms go to their slabs (so their pages can be reported); returns when
 // the next one will be cold.
 uint64_t drain_transfer(CentralBin& bin, unsigned cls, uint64_t now, uint64_t cold_ms) {
-  uint64_t next = kNever;
+  uint64_t next = kNever, objects = bin.transfer_objects;
   unsigned kept = 0;
   for (unsigned i = 0; i < bin.ntransfer; ++i) {
     const TransferBatch b = bin.transfer[i];
     if (now >= b.stamp + cold_ms) {
-      __atomic_store_n(&bin.transfer_objects, bin.transfer_objects - b.count, __ATOMIC_RELAXED);
+      objects -= b.count;
       free_chain(bin, cls, b.head, b.count, b.stamp);
     } else {
       bin.transfer[kept++] = b;
       if (b.stamp + cold_ms < next) next = b.stamp + cold_ms;
     }
   }
-  __atomic_store_n(&bin.ntransfer, kept, __ATOMIC_RELAXED);  // (central_transfer_full looks without the lock)
+  set_transfer_counts(bin, kept, objects);
   return next;
 }
 
@@ -781,8 +795,7 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
     TransferBatch& b = bin.transfer[t];
     *head = b.head;
     if (b.count <= most) {
-      __atomic_store_n(&bin.ntransfer, t, __ATOMIC_RELAXED);
-      __atomic_store_n(&bin.transfer_objects, bin.transfer_objects - b.count, __ATOMIC_RELAXED);
+      set_transfer_counts(bin, t, bin.transfer_objects - b.count);
       return b.count;
     }
     // A larger batch (the whole cache of a thread that exited, taken by a
@@ -791,7 +804,7 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
     // does not sit there pinning its slabs while new slabs are made.
     b.head = cut_list(b.head, most, "a transfer batch");
     b.count -= most;
-    __atomic_store_n(&bin.transfer_objects, bin.transfer_objects - most, __ATOMIC_RELAXED);
+    set_transfer_counts(bin, bin.ntransfer, bin.transfer_objects - most);
     return most;
   }
   unsigned got = 0;
@@ -839,9 +852,7 @@ void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at,
 }
 
 bool central_transfer_full(unsigned cls) {
-  const CentralBin& bin = g.bins[cls];
-  return __atomic_load_n(&bin.ntransfer, __ATOMIC_RELAXED) >= kTransferSlots ||
-         __atomic_load_n(&bin.transfer_objects, __ATOMIC_RELAXED) * class_info(cls).size >= kTransferBytes;
+  return !transfer_fits(g.bins[cls], cls, 1);
 }
 
 void central_transfer_batch(unsigned cls, void* head, unsigned n) {
@@ -850,10 +861,9 @@ void central_transfer_batch(unsigned cls, void* head, unsigned n) {
   {
     const uint64_t now = os::now_ms();
     LockGuard bl(bin.lock);
-    if (bin.ntransfer < kTransferSlots && (bin.transfer_objects + n) * class_info(cls).size <= kTransferBytes) {
+    if (transfer_fits(bin, cls, n)) {
       bin.transfer[bin.ntransfer] = TransferBatch{head, n, now};
-      __atomic_store_n(&bin.ntransfer, bin.ntransfer + 1, __ATOMIC_RELAXED);
-      __atomic_store_n(&bin.transfer_objects, bin.transfer_objects + n, __ATOMIC_RELAXED);
+      set_transfer_counts(bin, bin.ntransfer + 1, bin.transfer_objects + n);
       return;
     }
   }

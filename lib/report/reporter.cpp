@@ -383,7 +383,7 @@ uint64_t Reporter::pass(uint64_t cutoff, uint64_t slab_cold_ms, unsigned min_ord
     // Transfer batches wait as long as an idle cache, or as the free pages
     // of slabs when those go sooner (a mass free: with 1 MiB of batches a
     // class, a free of everything held 16 MiB more half a second later).
-    const uint64_t batch_cold_ms = slab_cold_ms < idle_ms() ? slab_cold_ms : idle_ms();
+    const uint64_t idle = idle_ms(), batch_cold_ms = slab_cold_ms < idle ? slab_cold_ms : idle;
     next = slab_hook_(slab_cold_ms == 0 ? 0 : opts_->cold_ms, batch_cold_ms, slab_cold_ms, released);
     discount_since(in_use);
     stats_.bytes.fetch_add(*released - before, std::memory_order_relaxed);
