@@ -351,4 +351,77 @@ TEST(Threads, ForkChildGetsAReporterBack) {
   EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
+// A thread that frees objects another thread allocated, then allocates that
+// class itself, takes its first objects from a refill: not the ones it
+// freed, whose neighbours on their cache line the other thread may be
+// writing (passive false sharing, Hoard's cache-scratch: with the freed
+// objects reused, two threads writing their own 16 B objects took 3-4x the
+// time).
+TEST(Threads, AThreadDoesNotReuseObjectsItWasHandedBeforeItAllocates) {
+  if (ebb_options()->harden) GTEST_SKIP() << "the hardened mode places objects at random";
+  constexpr int kN = 16;
+  void* mine[kN];
+  for (void*& p : mine) p = malloc(16);
+  auto line = [](const void* p) { return reinterpret_cast<uintptr_t>(p) / 64; };
+  std::vector<void*> got;
+  std::thread t([&] {
+    for (int i = 0; i < kN; i += 2) free(mine[i]);  // the odd ones stay live here
+    for (int k = 0; k < 8; ++k) got.push_back(malloc(16));
+  });
+  t.join();
+  for (void* q : got)
+    for (int i = 1; i < kN; i += 2) EXPECT_NE(line(q), line(mine[i])) << q << " shares a line with " << mine[i];
+  for (void* q : got) free(q);
+  for (int i = 1; i < kN; i += 2) free(mine[i]);
+  EXPECT_EQ(ebb_check_heap(), 0u);
+}
+
+// What a thread frees of a class it does not allocate waits in its cache
+// for less than a batch: an idle thread's is drained like its bins. (This
+// thread's own cache is emptied first and left alone, so the drain counted
+// is the consumer's.)
+TEST(Threads, AnIdleConsumersObjectsAreDrained) {
+  if (!ebb_options()->reporter) GTEST_SKIP();
+  if (ebb_options()->harden) GTEST_SKIP() << "the hardened mode keeps nothing in thread caches";
+  std::vector<void*> v;
+  for (int i = 0; i < 200; ++i) v.push_back(malloc(256));
+  std::atomic<bool> go{false}, stop{false}, freed{false};
+  std::thread idle([&] {
+    while (!go) sleep_ms(1);
+    for (void* p : v) free(p);  // most pass on in batches, the rest wait in this cache
+    freed = true;
+    while (!stop) sleep_ms(10);  // idle: no allocator calls
+  });
+  // Free memory worth a reporter thread (the consumer's 22 KiB alone is not:
+  // EBBMALLOC_REPORT_MARK_KB), in a block no thread cache keeps; the thread
+  // started before this one's cache is emptied (its start allocates here).
+  void* volatile big = malloc(8 << 20);
+  free(big);
+  for (uint64_t t = now_ms(); !stats().reporter_thread_running && now_ms() - t < 5000;) sleep_ms(1);
+  ebb_report_now();
+  go = true;
+  while (!freed) sleep_ms(1);
+  const uint64_t drains0 = stats().cache_drains, t0 = now_ms();
+  bool drained = false;
+  while (now_ms() - t0 < 8000 && !drained) {
+    sleep_ms(100);
+    drained = stats().cache_drains > drains0;
+  }
+  stop = true;
+  idle.join();
+  EXPECT_TRUE(drained) << "the objects an idle thread holds for others must be drained within a bounded time";
+}
+
+TEST(ThreadsDeathTest, DoubleFreeOfAnObjectAThreadPassesOnAborts) {
+  EXPECT_DEATH(
+      {
+        void* p = malloc(48);
+        std::thread([p] {
+          free(p);  // a class this thread does not allocate: kept to be passed on
+          free(p);
+        }).join();
+      },
+      "double free");
+}
+
 }  // namespace

@@ -90,15 +90,34 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at =
   }
 }
 
-// The bin holds p (its `count` objects are walked, each checked).
-bool bin_contains(const ThreadCache* tc, const void* p, unsigned cls) {
-  const void* x = tc->bins[cls].head;
-  for (uint32_t i = 0, n = bin_count(tc, cls); i < n; ++i) {
-    if (!valid_free_object(x, cls)) fatal_corrupt_list(Fn::kFree, x, "a thread cache's list");
-    if (x == p) return true;
+// Calls f(obj) for each of the `n` objects of a list of class cls (each
+// checked first), until f returns true; whether one did.
+template <class F>
+bool walk_list(const void* x, uint32_t n, unsigned cls, Fn fn, F f) {
+  for (uint32_t i = 0; i < n; ++i) {
+    if (!valid_free_object(x, cls)) fatal_corrupt_list(fn, x, "a thread cache's list");
+    if (f(x)) return true;
     x = link_load(x);
   }
   return false;
+}
+
+// The cache holds p: its bin of class cls or the dormant bin's pass list.
+bool bin_contains(const ThreadCache* tc, const void* p, unsigned cls) {
+  auto is_p = [p](const void* x) { return x == p; };
+  return walk_list(tc->bins[cls].head, bin_count(tc, cls), cls, Fn::kFree, is_p) ||
+         walk_list(tc->pass[cls].head, tc->pass[cls].count, cls, Fn::kFree, is_p);
+}
+
+// The mutex held (or the owner inside the busy handshake). Takes the pass
+// list of class cls out of the cache; returns its length.
+uint32_t take_pass_list(ThreadCache* tc, unsigned cls, void** head) {
+  PassList& l = tc->pass[cls];
+  const uint32_t n = l.count;
+  *head = l.head;
+  l.head = nullptr;
+  __atomic_store_n(&l.count, 0u, __ATOMIC_RELAXED);
+  return n;
 }
 
 // The descriptor flag that marks a large block as held by a cache (large.cpp
@@ -202,10 +221,18 @@ void grow_bin(ThreadCache* tc, unsigned cls) {
 // lists to the transfer caches whole (the next thread's first refills take
 // them in O(1) instead of through the slab bitmaps; what stays there is
 // drained to the slabs once cold, like any overflow).
-void flush_all(ThreadCache* tc, uint64_t freed_at = 0, bool idle = false, bool transfer = false) {
+[[gnu::flatten]] void flush_all(ThreadCache* tc, uint64_t freed_at = 0, bool idle = false, bool transfer = false) {
   for (unsigned c = 1; c <= kNumClasses; ++c) {
-    flush_bin(tc, c, 0, freed_at, transfer);
+    // (Most of a cache's classes are empty: no call for them.)
+    if (bin_count(tc, c)) flush_bin(tc, c, 0, freed_at, transfer);
     if (idle && tc->max[c]) set_bin_max(tc, c, class_info(c).cache_init);
+    if (tc->pass[c].count) {
+      void* head;
+      const uint32_t n = take_pass_list(tc, c, &head);
+      if (transfer) central_transfer_batch(c, head, n);
+      else central_free_batch(c, head, n, freed_at);
+    }
+    if (idle) tc->pass[c].max = 0;
   }
   while (tc->large_count) {
     const LargeSlot s = large_remove(tc, tc->large_count - 1);
@@ -226,7 +253,8 @@ uint64_t cache_bytes(const ThreadCache* tc) {
   for (unsigned c = 1; c <= kNumClasses; ++c) {
     const uint32_t room = __atomic_load_n(&tc->bins[c].room, __ATOMIC_RELAXED);
     const uint32_t max = __atomic_load_n(&tc->max[c], __ATOMIC_RELAXED);
-    bytes += uint64_t{max > room ? max - room : 0u} * class_info(c).size;
+    const uint32_t passed = __atomic_load_n(&tc->pass[c].count, __ATOMIC_RELAXED);
+    bytes += (uint64_t{max > room ? max - room : 0u} + passed) * class_info(c).size;
   }
   return bytes;
 }
@@ -283,7 +311,12 @@ ThreadCache* thread_init() {
     t_state = ThreadState::kNone;
     return nullptr;
   }
-  for (unsigned c = 1; c <= kNumClasses; ++c) tc->bins[c].room = tc->max[c] = g.opts.harden ? 0 : class_info(c).cache_init;
+  // Every bin dormant (capacity 0) until the thread allocates its class
+  // (malloc_small_slow_impl); the pool's caches come back empty (flush_all).
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    tc->bins[c].room = tc->max[c] = 0;
+    tc->pass[c].max = 0;
+  }
   registry_link(tc);
   // Registers the exit destructor; for early keys this never allocates,
   // and if it does the allocation is served uncached (kSetup).
@@ -357,6 +390,9 @@ void* malloc_small_slow_impl(size_t size, unsigned cls) {
     // The fast path comes here with an empty list, or with a head that is
     // not in the heap: a link overwritten while its object was free.
     if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "this thread's cache");
+    // The thread's first malloc of the class wakes its bin (see PassList).
+    const bool woken = tc->max[cls] == 0;
+    if (woken) b.room = tc->max[cls] = class_info(cls).cache_init;
     grow_bin(tc, cls);
     if (!b.head) {
       // A refill takes what an overflow flushes (max - max/2), so batches
@@ -367,6 +403,13 @@ void* malloc_small_slow_impl(size_t size, unsigned cls) {
       const unsigned want = max - max / 2;
       b.room = max - central_alloc_batch(cls, want, &b.head, max);
       if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "a transfer batch");
+    }
+    // What the dormant bin passed less than a batch of goes to the slabs,
+    // after the refill: a refill would take it back.
+    if (woken) {
+      void* passed;
+      if (const uint32_t n = take_pass_list(tc, cls, &passed)) central_free_batch(cls, passed, n);
+      tc->pass[cls].max = 0;  // (free's fast path pushes onto a list whose max is above 0)
     }
     if (b.head) {
       p = b.head;
@@ -468,14 +511,49 @@ void thread_caches_visit(unsigned cls, bool readable, void (*visit)(void* obj, v
   const ThreadCache* mine = caller_cache();
   for (const ThreadCache* tc = g_registry; tc; tc = tc->reg_next) {
     if (tc != mine && !readable) continue;
-    const void* x = tc->bins[cls].head;
-    for (uint32_t i = 0, n = bin_count(tc, cls); i < n; ++i) {
-      if (!valid_free_object(x, cls)) fatal_corrupt_list(Fn::kNone, x, "a thread cache's list");
+    auto each = [visit, vctx](const void* x) {
       visit(const_cast<void*>(x), vctx);
-      x = link_load(x);
-    }
+      return false;
+    };
+    walk_list(tc->bins[cls].head, bin_count(tc, cls), cls, Fn::kNone, each);
+    walk_list(tc->pass[cls].head, tc->pass[cls].count, cls, Fn::kNone, each);
   }
 }
+
+namespace {
+// How many objects of class cls a dormant bin passes on at once: a new
+// cache's capacity at first, doubling with each batch up to what a full bin's
+// overflow flushes (what the allocating threads' refills take whole).
+uint32_t next_pass_max(uint32_t m, unsigned cls) {
+  const uint32_t most = class_info(cls).cache_max - class_info(cls).cache_max / 2;
+  if (m == 0) return class_info(cls).cache_init < most ? class_info(cls).cache_init : most;
+  return m * 2 < most ? m * 2 : most;
+}
+
+// free() of an object of class cls whose bin is dormant (see PassList), when
+// the fast path's push onto the pass list could not take it: the list is
+// full (then it is passed on), not started, or a drain is in progress.
+void pass_free(ThreadCache* tc, unsigned cls, void* p) {
+  PassList& l = tc->pass[cls];
+  {
+    LockGuard m(tc->mutex);  // waits for a drain in progress
+    if (l.max == 0) l.max = next_pass_max(0, cls);
+    link_store(p, l.head);
+    key_word(p) = g_fast.free_key;
+    l.head = p;
+    __atomic_store_n(&l.count, l.count + 1, __ATOMIC_RELAXED);
+    if (l.count >= l.max) {
+      void* head;
+      const uint32_t n = take_pass_list(tc, cls, &head);
+      l.max = next_pass_max(l.max, cls);
+      central_transfer_batch(cls, head, n);
+    }
+    bump_epoch(tc);
+  }
+  note_activity(tc, /*adds=*/true);
+  g.reporter.maybe_start_thread();
+}
+}  // namespace
 
 void free_small_slow(void* p, Fn fn, size_t size) {
   if (g.opts.harden) {
@@ -492,6 +570,8 @@ void free_small_slow(void* p, Fn fn, size_t size) {
     central_free_one(cls, p);  // its slab's bitmap catches a double free
     return;
   }
+  // (Only the owner wakes a bin: max is read here without the mutex.)
+  if (tc->max[cls] == 0) return pass_free(tc, cls, p);
   {
     LockGuard m(tc->mutex);
     Bin& b = tc->bins[cls];

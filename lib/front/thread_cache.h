@@ -17,6 +17,7 @@
 // waits on the cache mutex the reporter holds while draining.
 #pragma once
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "common/config.h"
@@ -63,6 +64,24 @@ struct LargeSlot {
 // past the last object).
 EBB_NOINLINE void free_not_small_start(void* p, const Bin* b, Fn fn);
 
+// What a thread frees of a class it has not allocated since its cache was
+// set up (the bin is dormant: capacity 0, so both fast paths leave it to
+// the slow path): other threads' objects, passed on in batches to the
+// transfer cache, where the threads that allocate the class refill from,
+// instead of being kept for this thread's own next malloc. A consumer thread
+// then holds less than one batch a class, not a grown bin; and a thread that
+// frees an object it was handed, then allocates that class, does not take
+// the object back. That object's neighbours on its cache line are the
+// allocating thread's, which may be writing them (passive false sharing:
+// Hoard's cache-scratch; a thread's first objects come from a refill).
+struct PassList {
+  void* head;      // linked and keyed like a bin's list
+  uint32_t count;  // written with relaxed atomic stores (cache_bytes reads it racily)
+  uint32_t max;    // a batch: how many are passed on at once (slow start, 0: not started)
+};
+
+static_assert(sizeof(PassList) * 2 == kBinBytes, "free's fast path finds a pass list at half its bin's offset");
+
 struct alignas(64) ThreadCache {
   constexpr ThreadCache() {
     for (unsigned c = 1; c <= kNumClasses; ++c) {
@@ -79,10 +98,11 @@ struct alignas(64) ThreadCache {
   LargeSlot large[kLargeSlots] = {};  // oldest first (mutex)
   uint32_t large_count = 0;
   uint32_t large_pages = 0;
-  uint32_t max[kNumClasses + 1] = {};  // each bin's capacity (slow start; mutex)
+  uint32_t max[kNumClasses + 1] = {};  // each bin's capacity (slow start; 0: dormant, see PassList; mutex)
   uint64_t grown_bytes = 0;           // capacity above the classes' start, in bytes (mutex)
   uint64_t grown_mask = 0;            // bit c: max[c] is above class c's start (mutex)
   uint32_t steal_next = 1;            // the next class grow_bin shrinks for another (mutex)
+  PassList pass[kNumClasses + 1] = {};  // dormant bins' frees (owner under the busy handshake, or mutex)
   std::atomic<uint32_t> epoch{0};     // bumped by every slow-path operation
   std::atomic<uint64_t> last_ms{0};   // when the last slow-path operation ran
   uint32_t seen_epoch = 0;            // reporter's view (registry lock)
@@ -181,6 +201,25 @@ EBB_INLINE void free_small(void* p, size_t bin_off, size_t size = kNoSize) {
         link_store(p, b->head);
         key_word(p) = key;
         b->head = p;
+        cache_leave(tc);
+        return;
+      }
+      // A dormant bin (see PassList): its pass list takes the object while
+      // it has room. (Its max is 0 in the shared empty cache, in the
+      // hardened mode, and once the bin is awake: then the slow path.)
+      // (Found from the bin's address, not from bin_off: keeping bin_off
+      // in a register for this cold branch costs the fast path an instruction.)
+      // b - tc is bins' offset + class * kBinBytes; its half, pass's offset less half of bins'.
+      static_assert(offsetof(ThreadCache, bins) % 2 == 0 && offsetof(ThreadCache, pass) > offsetof(ThreadCache, bins) / 2);
+      const size_t half = static_cast<size_t>(reinterpret_cast<char*>(b) - reinterpret_cast<char*>(tc)) / 2;
+      PassList* l = reinterpret_cast<PassList*>(reinterpret_cast<char*>(tc) + half +
+                                                (offsetof(ThreadCache, pass) - offsetof(ThreadCache, bins) / 2));
+      const uint32_t n = l->count + 1;
+      if (n < l->max) {
+        link_store(p, l->head);
+        key_word(p) = key;
+        l->head = p;
+        __atomic_store_n(&l->count, n, __ATOMIC_RELAXED);
         cache_leave(tc);
         return;
       }
