@@ -63,7 +63,7 @@ constexpr const char* kUsage =
     "allocators: glibc, ebb, mimalloc, jemalloc, jemalloc-bg, tcmalloc (default: all)\n"
     "workloads:  phase, churn, fragment, server, bigalloc, largeblock, phasechange,\n"
     "            threadchurn, tinyshort, tinymixed, tinythreads, xmalloc, rptest,\n"
-    "            alloctest, pressure (default: all)\n"
+    "            alloctest, scratch, pressure (default: all)\n"
     "--quick: tiny sizes and short idles (a smoke test, not a measurement)\n";
 
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -101,6 +101,7 @@ const std::vector<Workload> kWorkloads = {
     {"xmalloc", 0.5},
     {"rptest", 0.25},
     {"alloctest", 0.25, 0, 0, 1},
+    {"scratch", 5},
     // Issue 15: live memory below a limit L (128 MiB here), RSS against it.
     {"pressure", 0.5, 0, 0, 0, 256},
 };

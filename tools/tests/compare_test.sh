@@ -26,7 +26,7 @@ quick)
     expect_out "$h"
   done
   for w in phase churn fragment server bigalloc largeblock phasechange threadchurn tinyshort \
-           tinymixed tinythreads pressure; do
+           tinymixed tinythreads xmalloc rptest alloctest scratch pressure; do
     for a in glibc ebb; do
       row "### $w" "$a" | grep -q '| *ok |$' || fail "$w under $a is not ok"
     done
