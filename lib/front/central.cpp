@@ -787,6 +787,8 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
   LockGuard bl(bin.lock);
+  if (fit && __atomic_load_n(&bin.refill_fit, __ATOMIC_RELAXED) != (fit > want ? fit : want))
+    __atomic_store_n(&bin.refill_fit, fit > want ? fit : want, __ATOMIC_RELAXED);
   // A batch another thread's cache left, if it fits: a producer's refill
   // takes a consumer's overflow whole even while their capacities differ
   // (slow start), and a new thread the cache of one that exited.
@@ -854,6 +856,8 @@ void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at,
 bool central_transfer_full(unsigned cls) {
   return !transfer_fits(g.bins[cls], cls, 1);
 }
+
+unsigned central_refill_fit(unsigned cls) { return __atomic_load_n(&g.bins[cls].refill_fit, __ATOMIC_RELAXED); }
 
 void central_transfer_batch(unsigned cls, void* head, unsigned n) {
   CentralBin& bin = g.bins[cls];

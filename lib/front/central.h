@@ -73,6 +73,7 @@ struct alignas(64) CentralBin {
   TransferBatch transfer[kTransferSlots] = {};  // a stack, newest last
   uint32_t ntransfer = 0;
   uint64_t transfer_objects = 0;
+  uint32_t refill_fit = 0;       // the last thread-cache refill's most (relaxed; central_refill_fit)
   Slab* partial = nullptr;       // [slabs without reported pages][with]
   Slab* partial_tail = nullptr;
   Slab* boundary = nullptr;      // first slab with reported object pages
@@ -97,6 +98,11 @@ unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned 
 // the link of the n-th object, the list after the batch (the walk that frees
 // them finds it: the caller need not walk the list to cut it first).
 void central_free_batch(unsigned cls, void* head, unsigned n, uint64_t freed_at = 0, void** rest = nullptr);
+// How many objects the last thread-cache refill of class cls took whole at
+// most (0: none yet; a racy look): the size for batches offered to the
+// transfer cache, which a refill would otherwise cut with a walk under the
+// bin's lock.
+unsigned central_refill_fit(unsigned cls);
 // Whether the transfer cache of class cls has no room (a racy look: a hint).
 bool central_transfer_full(unsigned cls);
 // A thread cache's overflow of a busy thread, or the cache of a thread that
