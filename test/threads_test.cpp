@@ -88,6 +88,16 @@ TEST(Threads, ThreadExitReturnsItsCache) {
   EXPECT_EQ(s.thread_caches, caches_before);
 }
 
+// Whether the reporter drains a thread cache (any) within `ms` from now.
+bool a_cache_is_drained_within(uint64_t ms) {
+  const uint64_t drains0 = stats().cache_drains, t0 = now_ms();
+  while (now_ms() - t0 < ms) {
+    sleep_ms(100);
+    if (stats().cache_drains > drains0) return true;
+  }
+  return false;
+}
+
 TEST(Threads, IdleThreadCacheIsDrainedByTheReporter) {
   if (!ebb_options()->reporter) GTEST_SKIP();
   if (ebb_options()->harden) GTEST_SKIP() << "the hardened mode keeps nothing in thread caches";
@@ -101,13 +111,7 @@ TEST(Threads, IdleThreadCacheIsDrainedByTheReporter) {
     while (!stop) sleep_ms(10);  // idle: no allocator calls
   });
   while (!filled) sleep_ms(1);
-  const uint64_t t0 = now_ms();
-  uint64_t drains0 = stats().cache_drains;
-  bool drained = false;
-  while (now_ms() - t0 < 8000 && !drained) {
-    sleep_ms(100);
-    drained = stats().cache_drains > drains0;
-  }
+  const bool drained = a_cache_is_drained_within(8000);
   stop = true;
   idle.join();
   EXPECT_TRUE(drained) << "an idle thread's cache must be drained within a bounded time";
@@ -401,12 +405,7 @@ TEST(Threads, AnIdleConsumersObjectsAreDrained) {
   ebb_report_now();
   go = true;
   while (!freed) sleep_ms(1);
-  const uint64_t drains0 = stats().cache_drains, t0 = now_ms();
-  bool drained = false;
-  while (now_ms() - t0 < 8000 && !drained) {
-    sleep_ms(100);
-    drained = stats().cache_drains > drains0;
-  }
+  const bool drained = a_cache_is_drained_within(8000);
   stop = true;
   idle.join();
   EXPECT_TRUE(drained) << "the objects an idle thread holds for others must be drained within a bounded time";
