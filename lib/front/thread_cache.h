@@ -205,11 +205,12 @@ EBB_INLINE void free_small(void* p, size_t bin_off, size_t size = kNoSize) {
         return;
       }
       // A dormant bin (see PassList): its pass list takes the object while
-      // it has room. (Its max is 0 in the shared empty cache, in the
-      // hardened mode, and once the bin is awake: then the slow path.)
-      // (Found from the bin's address, not from bin_off: keeping bin_off
-      // in a register for this cold branch costs the fast path an instruction.)
-      // b - tc is bins' offset + class * kBinBytes; its half, pass's offset less half of bins'.
+      // it has room (its max is 0 in the shared empty cache, in the hardened
+      // mode and once the bin is awake: then the slow path). The list is
+      // found from the bin's address (b - tc is bins' offset + class *
+      // kBinBytes; its half, the list's offset less half of bins'), not from
+      // bin_off: keeping bin_off in a register for this cold branch cost the
+      // fast path an instruction.
       static_assert(offsetof(ThreadCache, bins) % 2 == 0 && offsetof(ThreadCache, pass) > offsetof(ThreadCache, bins) / 2);
       const size_t half = static_cast<size_t>(reinterpret_cast<char*>(b) - reinterpret_cast<char*>(tc)) / 2;
       PassList* l = reinterpret_cast<PassList*>(reinterpret_cast<char*>(tc) + half +
