@@ -786,14 +786,15 @@ Slab* pick_slab(const CentralBin& bin) {
 unsigned central_alloc_batch(unsigned cls, unsigned want, void** head, unsigned fit) {
   const SizeClass& sc = class_info(cls);
   CentralBin& bin = g.bins[cls];
+  const unsigned most = fit > want ? fit : want;
   LockGuard bl(bin.lock);
-  if (fit && __atomic_load_n(&bin.refill_fit, __ATOMIC_RELAXED) != (fit > want ? fit : want))
-    __atomic_store_n(&bin.refill_fit, fit > want ? fit : want, __ATOMIC_RELAXED);
+  if (fit && __atomic_load_n(&bin.refill_fit, __ATOMIC_RELAXED) != most)
+    __atomic_store_n(&bin.refill_fit, most, __ATOMIC_RELAXED);
   // A batch another thread's cache left, if it fits: a producer's refill
   // takes a consumer's overflow whole even while their capacities differ
   // (slow start), and a new thread the cache of one that exited.
   if (bin.ntransfer) {
-    const uint32_t t = bin.ntransfer - 1, most = fit > want ? fit : want;
+    const uint32_t t = bin.ntransfer - 1;
     TransferBatch& b = bin.transfer[t];
     *head = b.head;
     if (b.count <= most) {
