@@ -301,6 +301,63 @@ TEST_F(CentralTest, ThreadCachesOfASmallHeapStaySmall) {
   for (char* o : objs) central_free_one(kCls, o);
 }
 
+TEST_F(CentralTest, APageSizedClassHasSlabsOf32ObjectsWhoseFreePagesGoBack) {
+  // Classes of a page and more: 32 objects a slab, or 256 KiB (the page
+  // masks' 64 pages), so a thread cycling through more objects than its
+  // cache holds does not empty and re-make a slab every 8 objects.
+  for (unsigned c = 1; c <= kNumClasses; ++c) {
+    const SizeClass& sc = class_info(c);
+    if (sc.size < 4096) continue;
+    EXPECT_TRUE(sc.objects >= 32 || sc.slab_order == 6) << "class " << sc.size;
+    EXPECT_LE(sc.slab_order, 6u) << "class " << sc.size;
+  }
+  // A slab of 8 KiB objects: every object but one freed; the slab stays
+  // (its survivor keeps its bytes) and the freed objects' pages go back.
+  const unsigned cls = size_class(8192);
+  const unsigned per = class_info(cls).objects;
+  ASSERT_EQ(per, 32u);
+  std::vector<char*> objs;
+  while (objs.size() < 2 * per) {
+    void* head = nullptr;
+    const unsigned got = central_alloc_batch(cls, 2 * per - static_cast<unsigned>(objs.size()), &head);
+    ASSERT_GT(got, 0u);
+    for (unsigned i = 0; i < got; ++i) {
+      objs.push_back(static_cast<char*>(head));
+      head = link_load(objs.back());
+    }
+  }
+  for (char* o : objs) memset(o, 0x5a, 8192);
+  const PageDesc* descs = g.heap.region().descs();
+  auto slab_of = [&](const char* o) { return descs[g.heap.region().page_index(o)].slab; };
+  // The slab all of whose objects this test holds (two slabs' worth were
+  // taken: at most one of them was partly used before).
+  const Slab* whole = nullptr;
+  for (char* o : objs) {
+    unsigned n = 0;
+    for (char* x : objs) n += slab_of(x) == slab_of(o);
+    if (n == per) whole = slab_of(o);
+  }
+  ASSERT_NE(whole, nullptr);
+  char* survivor = nullptr;
+  std::vector<char*> freed;
+  for (char* o : objs) {
+    if (slab_of(o) != whole) continue;
+    if (!survivor) survivor = o;
+    else freed.push_back(o);
+  }
+  ASSERT_EQ(freed.size(), per - 1);
+  for (char* o : freed) central_free_one(cls, o);
+  EXPECT_GE(report_cold(), uint64_t{per - 1} * 8192) << "the freed objects' pages were given back";
+  for (const char* o : freed) {
+    EXPECT_FALSE(page_resident(o));
+    EXPECT_FALSE(page_resident(o + 4096));
+  }
+  EXPECT_EQ(slab_of(survivor), whole) << "the survivor's slab stays";
+  for (size_t k = 0; k < 8192; ++k) ASSERT_EQ(static_cast<unsigned char>(survivor[k]), 0x5a);
+  for (char* o : objs)
+    if (slab_of(o) != whole || o == survivor) central_free_one(cls, o);
+}
+
 TEST_F(CentralTest, RandomSequencesKeepTheInvariants) {
   std::mt19937 rng(7);
   std::vector<std::pair<char*, unsigned char>> live;
