@@ -39,6 +39,15 @@ constexpr SizeClass make_class(unsigned c) {
   SizeClass sc{};
   if (c == 0) return sc;
   sc.size = class_size(c);
+  // Classes of a page and more want 32 objects a slab (at most 256 KiB: the
+  // page masks' 64 pages). Their objects span a page or more, so the pages
+  // of free ones are wholly free and reported as a free slab's would be, and
+  // only pages an object was handed from are ever touched: a larger slab
+  // costs next to no resident memory. With 8 objects a slab, a thread
+  // cycling through more of them than its cache holds emptied and re-made a
+  // slab every 8 (bench/fastpath/batch.c 8192 in LIFO order: 507 -> 388
+  // instructions a malloc/free pair, 1000 objects a round).
+  const uint64_t least = sc.size >= 4096 ? 32 : 8;
   unsigned o = 2;
   for (;; ++o) {
     const uint64_t slab = uint64_t{4096} << o;
@@ -47,7 +56,8 @@ constexpr SizeClass make_class(unsigned c) {
       --o;  // never more objects than the bitmap holds (only for tiny classes)
       break;
     }
-    if (n >= 8 && (slab - n * sc.size) * 16 <= slab) break;
+    if (n >= least && (slab - n * sc.size) * 16 <= slab) break;
+    if (o == 6) break;  // the largest slab (32 KiB objects: 8 of them)
   }
   // The classes of 128 B and less, of which a heap may hold millions: slabs
   // of 64 KiB, or of the bitmap's most objects (1024), so that the header
@@ -56,16 +66,6 @@ constexpr SizeClass make_class(unsigned c) {
   // Only pages a slab hands objects from are ever touched.
   if (sc.size <= 128)
     while ((uint64_t{4096} << (o + 1)) <= 64 * 1024 && (uint64_t{4096} << (o + 1)) / sc.size <= kMaxSlabObjects) ++o;
-  // Classes of a page and more: slabs of 32 objects (at most 256 KiB, the
-  // page masks' 64 pages). Their objects span a page or more, so the pages
-  // of free ones are wholly free and reported as a free slab's would be, and
-  // only pages an object was handed from are ever touched: the larger slab
-  // costs next to no resident memory,
-  // while 8-object slabs were emptied and re-made every few objects by a
-  // thread cycling through more than its cache holds (BM_BatchLifo/8192:
-  // 252 -> 193 instructions a malloc/free pair, 125 -> 31 slabs a round).
-  if (sc.size >= 4096)
-    while (o < 6 && (uint64_t{4096} << o) / sc.size < 32) ++o;
   sc.slab_order = o;
   uint64_t objs = (uint64_t{4096} << o) / sc.size;
   sc.objects = static_cast<uint32_t>(objs > kMaxSlabObjects ? kMaxSlabObjects : objs);
