@@ -17,13 +17,7 @@ namespace ebb {
 
 // ---- large: buddy blocks ---------------------------------------------------
 
-namespace {
-// A large block from the heap (or, beyond it, a mapping of its own). Out of
-// line: the thread's cache serves most large requests of a program that
-// reuses its buffers, and this part's register saves and checks were paid by
-// the cached path when it was one function (bench/fastpath 100000 B: 334 ->
-// 311 instructions per pair with large_free split the same way).
-__attribute__((noinline)) void* large_alloc_heap(size_t size, size_t align, bool zero) {
+void* large_alloc(size_t size, size_t align, bool zero) {
   if (size > kMaxBlockSize || align > kMaxBlockSize) return huge_alloc(size, align);
   const uint32_t npages = static_cast<uint32_t>((size + kPageSize - 1) >> kPageShift);
   const unsigned align_order = align > kPageSize ? log2_ceil(align) - kPageShift : 0;
@@ -56,19 +50,6 @@ __attribute__((noinline)) void* large_alloc_heap(size_t size, size_t align, bool
   }
   g.reporter.maybe_start_thread();
   return p;
-}
-}  // namespace
-
-void* large_alloc(size_t size, size_t align, bool zero) {
-  // The thread's cache first (page-aligned requests of up to 4 MiB): no heap
-  // lock, no split and merge of buddy blocks.
-  if (size <= size_t{kLargeCacheMaxPages} << kPageShift && align <= kPageSize) {
-    if (void* p = thread_large_take(static_cast<uint32_t>((size + kPageSize - 1) >> kPageShift))) {
-      if (zero) memset(p, 0, size);
-      return p;
-    }
-  }
-  return large_alloc_heap(size, align, zero);
 }
 
 namespace {

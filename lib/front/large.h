@@ -11,7 +11,9 @@
 
 namespace ebb {
 
-// `align` is a power of two; `zero` asks for zeroed memory (calloc).
+// A large block from the heap (or, beyond it, a mapping of its own). `align`
+// is a power of two; `zero` asks for zeroed memory (calloc). The caller
+// (malloc_large_path) has tried the thread's large-block cache first.
 void* large_alloc(size_t size, size_t align, bool zero);
 // p is in the heap and not in a slab. Aborts if it is not a live large block.
 void large_free(void* p, Fn fn = Fn::kFree);

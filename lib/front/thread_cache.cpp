@@ -633,27 +633,55 @@ EBB_INLINE void* large_take_slot(ThreadCache* tc, uint32_t npages) {
   return nullptr;
 }
 
-// The cache exclusive. Keeps p; the oldest blocks that no longer fit go to
-// out[] (*nout of them) for the caller to release once it has left the
-// cache: the heap lock is not taken inside it.
-EBB_INLINE void large_put_slot(ThreadCache* tc, void* p, uint32_t npages, LargeSlot* out, unsigned* nout) {
-  // (A block in any thread's cache is marked in its descriptor, which
-  // large_free checked; this catches what slipped past a racy look.)
-  for (unsigned i = 0; i < tc->large_count; ++i)
-    if (tc->large[i].p == p) fatal_pointer("free(): double free of", p, "the block is already free");
+// The cache exclusive. Whether p fits beside the blocks the cache holds.
+EBB_INLINE bool large_fits(const ThreadCache* tc, uint32_t npages) {
+  return tc->large_count < kLargeSlots && tc->large_pages + npages <= kLargeCacheCapPages;
+}
+
+// The cache exclusive. Keeps p (which fits: large_fits, or an emptied cache).
+// (A block in a thread's cache is marked so in its descriptor: large_free
+// refuses a second free of it before it comes here. The owner set the mark
+// itself, so its look at it is not racy; two threads freeing the same block
+// at once is a race no scan of one cache could catch.)
+EBB_INLINE void large_add(ThreadCache* tc, void* p, uint32_t npages) {
   mark_cached(p, true);
-  while (tc->large_count == kLargeSlots || (tc->large_count && tc->large_pages + npages > kLargeCacheCapPages))
-    out[(*nout)++] = large_remove(tc, 0);
   tc->large[tc->large_count++] = LargeSlot{p, npages};
   tc->large_pages += npages;
   bump_epoch(tc, false);
 }
+
+// The cache exclusive. Keeps p; the oldest blocks that no longer fit go to
+// out[] (*nout of them) for the caller to release once it has left the
+// cache: the heap lock is not taken inside it.
+void large_put_evicting(ThreadCache* tc, void* p, uint32_t npages, LargeSlot* out, unsigned* nout) {
+  while (tc->large_count && !large_fits(tc, npages)) out[(*nout)++] = large_remove(tc, 0);
+  large_add(tc, p, npages);
+}
+
+// thread_large_put when p does not fit beside the cache's blocks, or a drain
+// or a hold is requested: out of line, with the blocks it evicts (the
+// common put, into a cache with room, saves no registers for this).
+EBB_NOINLINE void large_put_slow(ThreadCache* tc, void* p, uint32_t npages) {
+  LargeSlot out[kLargeSlots];
+  unsigned nout = 0;
+  if (EBB_LIKELY(cache_enter(tc))) {
+    large_put_evicting(tc, p, npages, out, &nout);
+    cache_leave(tc);
+  } else {
+    cache_leave(tc);
+    LockGuard m(tc->mutex);  // waits for the drain in progress
+    large_put_evicting(tc, p, npages, out, &nout);
+  }
+  for (unsigned i = 0; i < nout; ++i) large_release(out[i].p, out[i].npages);
+}
 }  // namespace
 
 void* thread_large_take(uint32_t npages) {
-  ThreadCache* tc = my_cache();
-  // (Racy when a drain runs: an empty look only sends this call to the heap.)
-  if (!tc || __atomic_load_n(&tc->large_count, __ATOMIC_RELAXED) == 0) return nullptr;
+  // A thread without a cache of its own (the shared empty one: its count
+  // stays 0) holds no blocks; nothing is set up here. (Racy when a drain
+  // runs: an empty look only sends this call to the heap.)
+  ThreadCache* tc = t_cache;
+  if (__atomic_load_n(&tc->large_count, __ATOMIC_RELAXED) == 0) return nullptr;
   if (EBB_LIKELY(cache_enter(tc))) {
     void* p = large_take_slot(tc, npages);
     cache_leave(tc);
@@ -668,17 +696,13 @@ bool thread_large_put(void* p, uint32_t npages) {
   if (npages > kLargeCacheMaxPages) return false;
   ThreadCache* tc = my_cache();
   if (!tc) return false;
-  LargeSlot out[kLargeSlots];
-  unsigned nout = 0;
-  if (EBB_LIKELY(cache_enter(tc))) {
-    large_put_slot(tc, p, npages, out, &nout);
+  if (EBB_LIKELY(cache_enter(tc)) && EBB_LIKELY(large_fits(tc, npages))) {
+    large_add(tc, p, npages);
     cache_leave(tc);
   } else {
     cache_leave(tc);
-    LockGuard m(tc->mutex);
-    large_put_slot(tc, p, npages, out, &nout);
+    large_put_slow(tc, p, npages);
   }
-  for (unsigned i = 0; i < nout; ++i) large_release(out[i].p, out[i].npages);
   note_activity(tc, /*adds=*/true);
   g.reporter.maybe_start_thread();
   return true;
