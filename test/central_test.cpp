@@ -357,6 +357,48 @@ TEST_F(CentralTest, APageSizedClassHasSlabsOf32ObjectsWhoseFreePagesGoBack) {
     if (slab_of(o) != whole || o == survivor) central_free_one(cls, o);
 }
 
+TEST_F(CentralTest, ARefillFaultsInExactlyThePagesOfTheObjectsItHandsOut) {
+  // 256 B objects, 16 a page (no other test here uses the class): one slab,
+  // all but its last object freed and the free pages given back, so its
+  // object pages are [reported][reported][reported][resident, survivor].
+  const unsigned cls = size_class(256);
+  const unsigned per = class_info(cls).objects, on_page = 4096 / 256;
+  ASSERT_EQ(per, 4 * on_page);
+  auto take = [&](unsigned n) {
+    std::vector<char*> v;
+    void* head = nullptr;
+    EXPECT_EQ(central_alloc_batch(cls, n, &head), n);
+    for (unsigned i = 0; i < n; ++i) {
+      v.push_back(static_cast<char*>(head));
+      head = link_load(v.back());
+    }
+    return v;
+  };
+  std::vector<char*> slab = take(per);
+  for (unsigned i = 1; i < per; ++i) ASSERT_EQ(slab[i], slab[0] + i * 256) << "one fresh slab, in order";
+  for (unsigned i = 0; i + 1 < per; ++i) central_free_one(cls, slab[i]);
+  ASSERT_EQ(report_cold(), uint64_t{3} * 4096);
+  const uint64_t refaulted = central_totals().refaulted_bytes;
+  // The resident page's free objects first: nothing faulted in.
+  std::vector<char*> warm = take(on_page - 1);
+  for (unsigned i = 0; i < warm.size(); ++i) EXPECT_EQ(warm[i], slab[3 * on_page + i]);
+  EXPECT_EQ(central_totals().refaulted_bytes, refaulted);
+  // Then, in order, objects of the reported pages: a refill ending inside
+  // page 1 faults in pages 0 and 1 only; page 2 stays given back.
+  std::vector<char*> cold = take(on_page + 4);
+  for (unsigned i = 0; i < cold.size(); ++i) EXPECT_EQ(cold[i], slab[i]);
+  EXPECT_EQ(central_totals().refaulted_bytes, refaulted + 2 * 4096);
+  EXPECT_FALSE(page_resident(slab[2 * on_page])) << "page 2 was not touched";
+  // The rest of page 1 is resident already; page 2 comes back with it.
+  std::vector<char*> rest = take(2 * on_page - 4);
+  for (unsigned i = 0; i < rest.size(); ++i) EXPECT_EQ(rest[i], slab[on_page + 4 + i]);
+  EXPECT_EQ(central_totals().refaulted_bytes, refaulted + 3 * 4096);
+  EXPECT_EQ(central_check(true), 0u);
+  for (auto* v : {&warm, &cold, &rest})
+    for (char* o : *v) central_free_one(cls, o);
+  central_free_one(cls, slab[per - 1]);
+}
+
 TEST_F(CentralTest, RandomSequencesKeepTheInvariants) {
   std::mt19937 rng(7);
   std::vector<std::pair<char*, unsigned char>> live;
