@@ -52,20 +52,32 @@ void registry_unlink(ThreadCache* tc) {
   tc->reg_prev = tc->reg_next = nullptr;
 }
 
+// What an overflowing bin of capacity `max` keeps: its newest quarter (at
+// least one object); the rest, a batch (overflow_batch), goes on. A refill
+// of an empty bin takes one batch, so batches pass whole through the
+// transfer cache.
+EBB_INLINE uint32_t overflow_keep(uint32_t max) { return (max + 3) / 4; }
+EBB_INLINE uint32_t overflow_batch(uint32_t max) { return max - overflow_keep(max); }
+
 // The cache's mutex held (or the cache otherwise exclusive). Returns all but
 // `keep` objects of a bin to the central bin; `freed_at` as in
 // central_free_batch; `transfer`: an overflow, offered to the transfer cache.
 //
-// The batch is the bin's first `n` objects (the last ones freed); every
-// link walked is checked to stay in the heap before it is followed (a
+// Every link walked is checked to stay in the heap before it is followed (a
 // write after free would otherwise send the walk anywhere); the slabs check
 // the objects themselves (central_free_batch), a refill and malloc's pops a
 // transfer batch's. A whole bin (an exiting thread, a drained idle cache)
-// is handed on unwalked: the list ends with nullptr already. (Sending the
-// tail instead, the objects freed longest ago, and keeping the newest, as
-// jemalloc does: in cachegrind 5-14% fewer last-level misses on alloctest
-// and tinymixed, 5% more on fragment, 9% more L1 misses on xmalloc, and no
-// time difference that survived repeated runs: not done.)
+// is handed on unwalked: the list ends with nullptr already. Otherwise the
+// bin is cut after its first `keep` objects (the newest), and the rest, the
+// objects freed longest ago, goes on, as jemalloc's flushes do: the walk
+// that cuts a list is a chain of loads, each waiting for the one before
+// (lines the frees just wrote), and keeping a quarter walks a third of a
+// hop per object sent, where sending the newest half walked one
+// (`BM_BatchRandom/512`: flush_bin 20% of the samples, its cut walk). To
+// the slabs the batch is the newest objects instead: the walk that frees
+// them finds where the bin goes on, so no object is walked twice (a batch
+// freed in scattered order costs a TLB miss an object on each walk: a cut
+// before the slabs' walk was 7% of `pressure`).
 void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at = 0, bool transfer = false) {
   Bin& b = tc->bins[cls];
   const uint32_t count = bin_count(tc, cls);
@@ -79,13 +91,10 @@ void flush_bin(ThreadCache* tc, unsigned cls, uint32_t keep, uint64_t freed_at =
     if (transfer) central_transfer_batch(cls, head, n);
     else central_free_batch(cls, head, n, freed_at);
   } else if (transfer && !central_transfer_full(cls)) {
-    // (A transfer batch is a cache's bin later: it ends with nullptr.)
-    b.head = cut_list(head, n, "a thread cache's list");
-    central_transfer_batch(cls, head, n);
+    // (A transfer batch is a cache's bin later: it ends with nullptr, as the
+    // bin's oldest object does.)
+    central_transfer_batch(cls, cut_list(head, keep, "a thread cache's list"), n);
   } else {
-    // To the slabs: their walk over the batch finds where the bin goes on
-    // (a batch freed in scattered order cost a TLB miss an object for each
-    // walk: the cut's walk was 7% of `pressure`).
     central_free_batch(cls, head, n, freed_at, &b.head);
   }
 }
@@ -395,12 +404,12 @@ void* malloc_small_slow_impl(size_t size, unsigned cls) {
     if (woken) b.room = tc->max[cls] = class_info(cls).cache_init;
     grow_bin(tc, cls);
     if (!b.head) {
-      // A refill takes what an overflow flushes (max - max/2), so batches
-      // pass whole through the transfer cache; a transfer batch of up to
-      // `max` (another thread's capacity differs, or it exited) is taken
-      // whole too: the list is empty, so it fits.
+      // A refill takes what an overflow flushes (overflow_batch), so
+      // batches pass whole through the transfer cache; a transfer batch of
+      // up to `max` (another thread's capacity differs, or it exited) is
+      // taken whole too: the list is empty, so it fits.
       const unsigned max = bin_max(tc, cls);
-      const unsigned want = max - max / 2;
+      const unsigned want = overflow_batch(max);
       b.room = max - central_alloc_batch(cls, want, &b.head, max);
       if (b.head && !valid_free_object(b.head, cls)) fatal_corrupt_list(Fn::kMalloc, b.head, "a transfer batch");
     }
@@ -529,7 +538,7 @@ namespace {
 // producers' capacities the cache budget keeps below the largest:
 // central_alloc_batch 3.5% -> 11.4% of the samples before this bound).
 uint32_t next_pass_max(uint32_t m, unsigned cls) {
-  uint32_t most = class_info(cls).cache_max - class_info(cls).cache_max / 2;
+  uint32_t most = overflow_batch(class_info(cls).cache_max);
   const uint32_t fit = central_refill_fit(cls);
   if (fit >= 2 && fit < most) most = fit;
   const uint32_t next = m == 0 ? class_info(cls).cache_init : m * 2;
@@ -582,7 +591,7 @@ void free_small_slow(void* p, Fn fn, size_t size) {
     LockGuard m(tc->mutex);
     Bin& b = tc->bins[cls];
     if (b.room == 0) {
-      flush_bin(tc, cls, bin_max(tc, cls) / 2, 0, /*transfer=*/true);
+      flush_bin(tc, cls, overflow_keep(bin_max(tc, cls)), 0, /*transfer=*/true);
       grow_bin(tc, cls);
     }
     link_store(p, b.head);
