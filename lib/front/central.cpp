@@ -276,9 +276,7 @@ unsigned take_objects(CentralBin& bin, const SizeClass& sc, Slab* s, unsigned wa
       }
     }
     if (first != ~uint64_t{0}) {
-      const uint64_t faulted = span_mask(static_cast<uint32_t>(first * sc.size >> kPageShift),
-                                         static_cast<uint32_t>((last * sc.size + sc.size - 1) >> kPageShift)) &
-                               rep;
+      const uint64_t faulted = span_mask(first_page_of(sc, first), last_page_of(sc, last)) & rep;
       if (faulted) unreport(bin, s, faulted);
     }
     while (s->hint < words && !s->bits[s->hint]) ++s->hint;
@@ -303,9 +301,7 @@ EBB_INLINE bool free_object(CentralBin& bin, unsigned cls, void* p, uint64_t now
   if (i * sc.size != off || i >= sc.objects)
     fatal_pointer("free(): invalid pointer", p, "points inside an object, not at its start");
   const uint64_t bit = uint64_t{1} << (i & 63);
-  // The slab's pages the object lies on: [lo, hi].
-  const uint32_t lo = static_cast<uint32_t>(off >> kPageShift);
-  const uint32_t hi = static_cast<uint32_t>((off + sc.size - 1) >> kPageShift);
+  const uint32_t lo = first_page_of(sc, i), hi = last_page_of(sc, i);
   // An isolated object is free too (the reporter holds it for a moment).
   if ((s->bits[i >> 6] & bit) || (EBB_UNLIKELY(s->iso_pages) && (s->iso_pages & span_mask(lo, hi))))
     fatal_pointer("free(): double free of", p, "the object is already free");

@@ -23,10 +23,15 @@ inline uint64_t object_pages(const SizeClass& sc) {
   return span_mask(0, static_cast<uint32_t>((uint64_t{sc.objects} * sc.size - 1) >> kPageShift));
 }
 
+// The first and the last slab page object i lies on.
+inline uint32_t first_page_of(const SizeClass& sc, uint64_t i) {
+  return static_cast<uint32_t>(i * sc.size >> kPageShift);
+}
+inline uint32_t last_page_of(const SizeClass& sc, uint64_t i) {
+  return static_cast<uint32_t>((i * sc.size + sc.size - 1) >> kPageShift);
+}
 inline uint64_t pages_of_object(const SizeClass& sc, uint64_t i) {
-  const uint64_t off = i * sc.size;
-  return span_mask(static_cast<uint32_t>(off >> kPageShift),
-                   static_cast<uint32_t>((off + sc.size - 1) >> kPageShift));
+  return span_mask(first_page_of(sc, i), last_page_of(sc, i));
 }
 
 // The objects overlapping slab page p are [*a, *b]; false for a slack page.
